@@ -1,0 +1,55 @@
+"""The cached arrays the stages hand to each other (uint8 images, int64 labels)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from mnistgap import atomic
+
+
+def save_split(path: str | Path, images: np.ndarray, labels: np.ndarray) -> None:
+    """Atomically save one split: images uint8 (N, 28, 28), labels int64 (N,)."""
+    if images.dtype != np.uint8 or images.ndim != 3 or images.shape[1:] != (28, 28):
+        raise ValueError(f"images must be uint8 (N, 28, 28), got {images.dtype} {images.shape}")
+    if len(labels) != len(images):
+        raise ValueError("images and labels differ in length")
+    atomic.save_npz(path, images=images, labels=labels.astype(np.int64))
+
+
+def load_split(path: str | Path) -> tuple[torch.Tensor, torch.Tensor]:
+    """Load a split saved by :func:`save_split` as (uint8 images, int64 labels) tensors."""
+    arrays = atomic.load_npz(path)
+    return torch.from_numpy(arrays["images"]), torch.from_numpy(arrays["labels"])
+
+
+@dataclass(frozen=True)
+class ClassSet:
+    """The usable class digits as cached by prepare_class, in file-name order."""
+
+    images: np.ndarray  # uint8 (N, 28, 28)
+    labels: np.ndarray  # int64 (N,) the digit in the file name
+    groups: np.ndarray  # int64 (N,)
+    members: np.ndarray  # int64 (N,)
+    files: np.ndarray  # str (N,) file names
+
+
+def save_class(path: str | Path, cs: ClassSet) -> None:
+    """Atomically cache the class digits (no pickled objects: file names are a unicode array)."""
+    atomic.save_npz(
+        path,
+        images=cs.images.astype(np.uint8),
+        labels=cs.labels.astype(np.int64),
+        groups=cs.groups.astype(np.int64),
+        members=cs.members.astype(np.int64),
+        files=np.asarray(cs.files, dtype=str),
+    )
+
+
+def load_class(path: str | Path) -> ClassSet:
+    """Load what :func:`save_class` wrote."""
+    a = atomic.load_npz(path)
+    return ClassSet(a["images"], a["labels"], a["groups"], a["members"], a["files"])

@@ -1,0 +1,73 @@
+"""Shared by the evaluate_* stages: run a checkpoint on images and write the standard outputs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from mnistgap import atomic, plots
+from mnistgap.data import ClassSet, load_class
+from mnistgap.leakage import read_flags
+from mnistgap.metrics import (
+    Evaluation,
+    confusion_matrix,
+    evaluate_logits,
+    metrics_block,
+    predict_logits,
+    predictions_csv,
+)
+from mnistgap.models import load_checkpoint
+from mnistgap.training import select_device
+
+
+def evaluate_checkpoint(
+    model_path: str | Path,
+    images: torch.Tensor | np.ndarray,
+    labels: torch.Tensor | np.ndarray,
+    device: str = "auto",
+    batch_size: int = 4096,
+) -> Evaluation:
+    """Load ``model_path`` (weights_only) and evaluate it on uint8 images (N, 28, 28)."""
+    dev = select_device(device)
+    model, _ = load_checkpoint(model_path, dev)
+    logits = predict_logits(model, torch.as_tensor(images), batch_size, dev)
+    return evaluate_logits(logits, labels)
+
+
+def write_standard_outputs(out_dir: str | Path, ev: Evaluation, title: str) -> dict:
+    """predictions.csv (DVC confusion plot), per_class_loss.csv, confusion.png, per_class_loss.png;
+    returns the metrics block (the caller writes metrics.json last, marking completion)."""
+    out = Path(out_dir)
+    block = metrics_block(ev)
+    atomic.write_text(out / "predictions.csv", predictions_csv(ev))
+    atomic.write_csv(
+        out / "per_class_loss.csv",
+        ["digit", "loss"],
+        [[f"digit {c}", "" if v is None else f"{v:.5f}"] for c, v in block["per_class_loss"].items()],
+    )
+    plots.confusion_figure(
+        out / "confusion.png",
+        confusion_matrix(ev.labels, ev.preds),
+        f"{title}: accuracy {block['accuracy']:.2%} (n={block['n']})",
+    )
+    plots.per_class_loss_figure(
+        out / "per_class_loss.png",
+        [block["per_class_loss"][str(c)] for c in range(10)],
+        f"{title}: mean loss per true digit",
+    )
+    return block
+
+
+def evaluate_class_digits(
+    model_path: str | Path,
+    data_path: str | Path,
+    leakage_csv: str | Path,
+    device: str = "auto",
+    batch_size: int = 4096,
+) -> tuple[ClassSet, np.ndarray, Evaluation]:
+    """The cached class digits, their leakage flags (aligned by file) and the model's results."""
+    cs = load_class(data_path)
+    flagged = read_flags(leakage_csv, cs.files)
+    return cs, flagged, evaluate_checkpoint(model_path, cs.images, cs.labels, device, batch_size)

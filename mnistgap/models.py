@@ -1,0 +1,144 @@
+"""The study's MLP, an optional small CNN, and self-describing checkpoints.
+
+A checkpoint is a plain dict of tensors, numbers, strings and lists (loadable with
+``torch.load(..., weights_only=True)``): the ``state_dict``, the ``model_config`` needed to
+rebuild the network, and the ``preprocessing`` constants the inputs must go through.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from mnistgap import atomic
+
+IMAGE_SIZE = 28
+NUM_CLASSES = 10
+# The report's Normalize((0.5,), (0.5,)): pixels in [0, 1] -> [-1, 1].
+NORM_MEAN = 0.5
+NORM_STD = 0.5
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Everything needed to rebuild a network (stored in every checkpoint)."""
+
+    kind: str = "mlp"  # "mlp" | "cnn"
+    hidden: list[int] = field(default_factory=lambda: [512, 256, 128])
+    dropout: float = 0.2
+    cnn_channels: list[int] = field(default_factory=lambda: [32, 64])
+
+
+class MLP(nn.Module):
+    """784 -> hidden... -> 10, ReLU and dropout after every hidden layer (the report's Figure 1)."""
+
+    def __init__(self, hidden: list[int], dropout: float) -> None:
+        super().__init__()
+        layers: list[nn.Module] = [nn.Flatten()]
+        width = IMAGE_SIZE * IMAGE_SIZE
+        for h in hidden:
+            layers += [nn.Linear(width, h), nn.ReLU(), nn.Dropout(dropout)]
+            width = h
+        layers.append(nn.Linear(width, NUM_CLASSES))
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+class CNN(nn.Module):
+    """Small CNN: [3x3 conv, BatchNorm, ReLU, 3x3 conv, BatchNorm, ReLU, 2x2 max-pool] per block,
+    then a 128-unit hidden layer with dropout. BatchNorm lets it train in few epochs."""
+
+    def __init__(self, channels: list[int], dropout: float) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        c_in, size = 1, IMAGE_SIZE
+        for c_out in channels:
+            layers += [
+                nn.Conv2d(c_in, c_out, 3, padding=1, bias=False),
+                nn.BatchNorm2d(c_out),
+                nn.ReLU(),
+                nn.Conv2d(c_out, c_out, 3, padding=1, bias=False),
+                nn.BatchNorm2d(c_out),
+                nn.ReLU(),
+                nn.MaxPool2d(2),
+            ]
+            c_in, size = c_out, size // 2
+        layers += [
+            nn.Flatten(),
+            nn.Linear(c_in * size * size, 128),
+            nn.ReLU(),
+            nn.Dropout(dropout),
+            nn.Linear(128, NUM_CLASSES),
+        ]
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() == 3:
+            x = x.unsqueeze(1)
+        return self.net(x)
+
+
+def build_model(cfg: ModelConfig) -> nn.Module:
+    """Instantiate the network described by ``cfg``."""
+    if cfg.kind == "mlp":
+        return MLP(list(cfg.hidden), cfg.dropout)
+    if cfg.kind == "cnn":
+        return CNN(list(cfg.cnn_channels), cfg.dropout)
+    raise ValueError(f"unknown model kind {cfg.kind!r} (allowed: mlp, cnn)")
+
+
+def normalize(images: torch.Tensor) -> torch.Tensor:
+    """uint8 (N, 28, 28) or float in [0, 1] -> the model's input scale (float32, (N, 1, 28, 28))."""
+    x = images.float() / 255.0 if images.dtype == torch.uint8 else images.float()
+    if x.dim() == 3:
+        x = x.unsqueeze(1)
+    return (x - NORM_MEAN) / NORM_STD
+
+
+def save_checkpoint(
+    path: str | Path,
+    model: nn.Module,
+    cfg: ModelConfig,
+    extra: dict[str, Any] | None = None,
+) -> None:
+    """Atomically save a self-describing checkpoint (weights + config + preprocessing)."""
+    state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+    ckpt = {
+        "format": "mnistgap-checkpoint-v1",
+        "state_dict": state,
+        "model_config": asdict(cfg),
+        "preprocessing": {
+            "image_size": IMAGE_SIZE,
+            "norm_mean": NORM_MEAN,
+            "norm_std": NORM_STD,
+            "ink": "light on dark, pixels 0-255 scaled to [0, 1]",
+        },
+        "extra": extra or {},
+    }
+    buf = io.BytesIO()
+    torch.save(ckpt, buf)
+    atomic.write_bytes(path, buf.getvalue())
+
+
+def load_checkpoint(
+    path: str | Path, device: torch.device | str = "cpu"
+) -> tuple[nn.Module, dict[str, Any]]:
+    """Load a checkpoint safely (``weights_only=True``); return the model in eval mode and the dict."""
+    ckpt = torch.load(path, map_location=device, weights_only=True)
+    if not isinstance(ckpt, dict) or ckpt.get("format") != "mnistgap-checkpoint-v1":
+        raise ValueError(f"{path} is not a mnistgap checkpoint")
+    cfg = ModelConfig(**ckpt["model_config"])
+    pre = ckpt["preprocessing"]
+    if (pre["norm_mean"], pre["norm_std"], pre["image_size"]) != (NORM_MEAN, NORM_STD, IMAGE_SIZE):
+        raise ValueError(f"{path} was trained with other preprocessing constants: {pre}")
+    model = build_model(cfg).to(device)
+    model.load_state_dict(ckpt["state_dict"])
+    model.eval()
+    return model, ckpt

@@ -1,0 +1,208 @@
+"""The training loop: in-memory uint8 tensors, per-batch augmentation, Adam, early stopping.
+
+Short and explicit in the style of pytorch/examples' mnist/main.py. All data stay in memory
+as uint8 (51,000 x 784 bytes = 40 MB); each batch is gathered, augmented on tensors with
+independent parameters per image, normalized and fed to the model: no DataLoader, no
+per-image Python, which is what makes an epoch take about a second on two CPU cores.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm import tqdm
+
+from mnistgap.augment import AugmentConfig, augment_batch
+from mnistgap.metrics import predict_logits
+from mnistgap.models import normalize
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Hyperparameters of one training run (defaults are the report's, plus the lr schedule)."""
+
+    lr: float = 1.0e-3
+    batch_size: int = 128
+    max_epochs: int = 20
+    patience: int = 3  # 0 disables early stopping (the last epoch's weights are kept)
+    lr_schedule: str = "cosine"  # "none" | "cosine"
+    seed: int = 42
+    precision: str = "bf16"  # "bf16" | "fp32"
+    eval_batch_size: int = 4096
+
+
+class EarlyStopping:
+    """Stop after ``patience`` epochs without a strictly lower validation loss; keep the best weights.
+
+    ``patience=0`` never stops; ``best_state`` then still holds the best epoch, but the caller
+    keeps the last weights (the report's stage 1, "no early stopping").
+    """
+
+    def __init__(self, patience: int) -> None:
+        self.patience = patience
+        self.best_loss = math.inf
+        self.best_epoch = 0
+        self.best_state: dict[str, torch.Tensor] | None = None
+        self.bad_epochs = 0
+
+    def step(self, epoch: int, val_loss: float, model: nn.Module | None = None) -> bool:
+        """Record one epoch's validation loss; return True when training should stop."""
+        if val_loss < self.best_loss:
+            self.best_loss, self.best_epoch, self.bad_epochs = val_loss, epoch, 0
+            if model is not None:
+                self.best_state = copy.deepcopy(model.state_dict())
+            return False
+        self.bad_epochs += 1
+        return self.patience > 0 and self.bad_epochs >= self.patience
+
+
+@dataclass
+class TrainResult:
+    """What happened during training: one dict per epoch, and the epoch whose weights were kept."""
+
+    history: list[dict[str, float]] = field(default_factory=list)
+    best_epoch: int = 0
+    epochs_run: int = 0
+    stopped_early: bool = False
+    seconds: float = 0.0
+
+
+def select_device(name: str) -> torch.device:
+    """``auto`` -> CUDA when available, else CPU; ``cuda`` fails clearly when there is none."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("device: cuda was requested but no CUDA device is available")
+    return torch.device(name)
+
+
+def bf16_supported(device: torch.device) -> bool:
+    """bf16 autocast pays off on CUDA and on CPUs with AMX/AVX-512-BF16; elsewhere use fp32."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    return bool(getattr(torch.backends, "mkldnn", None)) and torch.backends.mkldnn.is_available() and (
+        torch.ops.mkldnn._is_mkldnn_bf16_supported()
+    )
+
+
+def _lr_lambda(schedule: str, total_steps: int) -> Callable[[int], float]:
+    if schedule == "none":
+        return lambda step: 1.0
+    # Cosine decay to zero over the whole budget of max_epochs, per step (smooth).
+    return lambda step: 0.5 * (1.0 + math.cos(math.pi * min(step, total_steps) / total_steps))
+
+
+@torch.no_grad()
+def evaluate_loss_acc(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int, device: torch.device
+) -> tuple[float, float]:
+    """Mean cross-entropy and accuracy of ``model`` on uint8 images ``x`` (fp32, eval mode)."""
+    logits = predict_logits(model, x, batch_size, device)
+    loss = F.cross_entropy(logits, y).item()
+    acc = (logits.argmax(1) == y).double().mean().item()
+    return loss, acc
+
+
+def train_model(
+    model: nn.Module,
+    train_x: torch.Tensor,
+    train_y: torch.Tensor,
+    val_x: torch.Tensor,
+    val_y: torch.Tensor,
+    cfg: TrainConfig,
+    augment: AugmentConfig,
+    device: torch.device,
+    on_epoch: Callable[[dict[str, float]], None] | None = None,
+) -> TrainResult:
+    """Train ``model`` in place with Adam and early stopping; return the history.
+
+    ``train_x``/``val_x`` are uint8 (N, 28, 28) and ``train_y``/``val_y`` int64 (N,), on CPU.
+    On return the model holds the best-validation-loss weights (or the last ones if
+    ``cfg.patience == 0``) and is in eval mode. ``on_epoch`` receives each epoch's metrics.
+    """
+    torch.manual_seed(cfg.seed)  # dropout masks; weight init happened before, from the caller
+    model.to(device)
+    shuffle_gen = torch.Generator().manual_seed(cfg.seed)
+    aug_gen = torch.Generator(device=device).manual_seed(cfg.seed + 1)
+    train_x, train_y = train_x.to(device), train_y.to(device)
+
+    n = len(train_x)
+    steps_per_epoch = math.ceil(n / cfg.batch_size)
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, _lr_lambda(cfg.lr_schedule, cfg.max_epochs * steps_per_epoch)
+    )
+    use_bf16 = cfg.precision == "bf16" and bf16_supported(device)
+    if cfg.precision == "bf16" and not use_bf16:
+        log.warning("precision bf16 requested but not supported on %s; using fp32", device)
+
+    stopper = EarlyStopping(cfg.patience)
+    result = TrainResult()
+    t0 = time.perf_counter()
+    epochs = tqdm(range(1, cfg.max_epochs + 1), desc="epochs", disable=None, leave=False)
+    for epoch in epochs:
+        model.train()
+        perm = torch.randperm(n, generator=shuffle_gen).to(device)
+        loss_sum = torch.zeros((), device=device)
+        correct = torch.zeros((), dtype=torch.int64, device=device)
+        t_epoch = time.perf_counter()
+        for start in tqdm(range(0, n, cfg.batch_size), desc=f"epoch {epoch}", disable=None, leave=False):
+            idx = perm[start : start + cfg.batch_size]
+            x = train_x[idx].unsqueeze(1).float().div_(255.0)
+            x = augment_batch(x, augment, aug_gen)
+            y = train_y[idx]
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
+                logits = model(normalize(x))
+            loss = F.cross_entropy(logits.float(), y)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            # Accumulate on-device: no .item() sync per batch.
+            loss_sum += loss.detach() * len(idx)
+            correct += (logits.argmax(1) == y).sum()
+        train_seconds = time.perf_counter() - t_epoch
+
+        val_loss, val_acc = evaluate_loss_acc(model, val_x, val_y, cfg.eval_batch_size, device)
+        row = {
+            "epoch": epoch,
+            "train_loss": loss_sum.item() / n,
+            "train_acc": correct.item() / n,
+            "val_loss": val_loss,
+            "val_acc": val_acc,
+            "lr": opt.param_groups[0]["lr"],
+            "seconds": time.perf_counter() - t_epoch,
+        }
+        result.history.append(row)
+        result.epochs_run = epoch
+        stop = stopper.step(epoch, val_loss, model)
+        log.info(
+            "epoch %2d/%d  train loss %.4f acc %.4f  val loss %.4f acc %.4f  (%.1fs train, %.2fs total)%s",
+            epoch, cfg.max_epochs, row["train_loss"], row["train_acc"], val_loss, val_acc,
+            train_seconds, row["seconds"], "  *best*" if stopper.best_epoch == epoch else "",
+        )
+        if on_epoch is not None:
+            on_epoch(row)
+        if stop:
+            result.stopped_early = True
+            log.info("early stopping: no lower validation loss for %d epochs", cfg.patience)
+            break
+
+    if cfg.patience > 0 and stopper.best_state is not None:
+        model.load_state_dict(stopper.best_state)
+        result.best_epoch = stopper.best_epoch
+    else:
+        result.best_epoch = result.epochs_run
+    model.eval()
+    result.seconds = time.perf_counter() - t0
+    return result

@@ -1,0 +1,56 @@
+"""Stage `report`: write reports/report.md from every metrics file and the params used.
+
+Reads  reports/mnist/metrics.json, reports/class/metrics.json, reports/groups/metrics.json,
+reports/train/metrics.json, reports/leakage/metrics.json, reports/class/rejected.csv, params.yaml.
+Writes reports/report.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import logging
+import sys
+from pathlib import Path
+
+from mnistgap import atomic
+from mnistgap.cli import run_stage
+from mnistgap.config import load_params
+from mnistgap.report import render_report
+
+log = logging.getLogger("stages.report")
+
+PARAMS = None  # the report prints every parameter, so it depends on the whole params.yaml
+
+
+def _json(path: Path) -> dict:
+    with path.open(encoding="utf-8") as fh:
+        return json.load(fh)
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--reports", type=Path, default=Path("reports"))
+    ap.add_argument("--params", type=Path, default=Path("params.yaml"))
+    ap.add_argument("--out", type=Path, default=Path("reports/report.md"))
+    args = ap.parse_args(argv)
+    params = load_params(args.params, PARAMS)
+    r = args.reports
+    with (r / "class" / "rejected.csv").open(encoding="utf-8", newline="") as fh:
+        rejected = [(row["file"], row["reason"]) for row in csv.DictReader(fh)]
+    text = render_report(
+        mnist=_json(r / "mnist" / "metrics.json"),
+        klass=_json(r / "class" / "metrics.json"),
+        groups=_json(r / "groups" / "metrics.json"),
+        train=_json(r / "train" / "metrics.json"),
+        leakage=_json(r / "leakage" / "metrics.json"),
+        rejected=rejected,
+        params=params,
+    )
+    atomic.write_text(args.out, text)
+    log.info("wrote %s", args.out)
+
+
+if __name__ == "__main__":
+    sys.exit(run_stage("report", main))

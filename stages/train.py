@@ -1,0 +1,107 @@
+"""Stage `train`: fit the model on the cached MNIST split.
+
+Reads  data/mnist/train.npz, data/mnist/val.npz and the training params.
+Writes models/model.pt (self-describing checkpoint) and reports/train/ (dvclive: per-epoch
+train/validation loss and accuracy under plots/metrics/, summary metrics.json with
+best_epoch and epochs_run).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+import torch
+from dvclive import Live
+
+from mnistgap.augment import AugmentConfig
+from mnistgap.cli import run_stage
+from mnistgap.config import load_params
+from mnistgap.data import load_split
+from mnistgap.models import ModelConfig, build_model, save_checkpoint
+from mnistgap.training import TrainConfig, select_device, train_model
+
+log = logging.getLogger("stages.train")
+
+PARAMS = (
+    "seed", "model", "hidden", "dropout", "cnn_channels", "lr", "batch_size", "max_epochs",
+    "patience", "lr_schedule", "device", "precision", "eval_batch_size", "augment",
+)  # fmt: skip
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data", type=Path, default=Path("data/mnist"), help="prepared MNIST folder")
+    ap.add_argument("--model", type=Path, default=Path("models/model.pt"), help="checkpoint out")
+    ap.add_argument("--live", type=Path, default=Path("reports/train"), help="dvclive folder")
+    ap.add_argument("--params", type=Path, default=Path("params.yaml"))
+    args = ap.parse_args(argv)
+
+    p = load_params(args.params, PARAMS)
+    model_cfg = ModelConfig(
+        kind=p["model"], hidden=p["hidden"], dropout=p["dropout"], cnn_channels=p["cnn_channels"]
+    )
+    train_cfg = TrainConfig(
+        lr=p["lr"], batch_size=p["batch_size"], max_epochs=p["max_epochs"],
+        patience=p["patience"], lr_schedule=p["lr_schedule"], seed=p["seed"],
+        precision=p["precision"], eval_batch_size=p["eval_batch_size"],
+    )  # fmt: skip
+    augment = AugmentConfig.from_dict(p["augment"])
+    device = select_device(p["device"])
+
+    train_x, train_y = load_split(args.data / "train.npz")
+    val_x, val_y = load_split(args.data / "val.npz")
+    log.info(
+        "training %s on %d images (validation %d) on %s, %d threads",
+        model_cfg.kind, len(train_x), len(val_x), device, torch.get_num_threads(),
+    )  # fmt: skip
+
+    torch.manual_seed(p["seed"])  # weight initialisation
+    model = build_model(model_cfg)
+
+    # One dvclive folder for this stage only (Live() wipes it); dvc.yaml is hand-written.
+    with Live(str(args.live), dvcyaml=False, save_dvc_exp=False) as live:
+
+        def on_epoch(row: dict[str, float]) -> None:
+            for split in ("train", "val"):
+                live.log_metric(f"{split}/loss", row[f"{split}_loss"])
+                live.log_metric(f"{split}/acc", row[f"{split}_acc"])
+            live.log_metric("lr", row["lr"], plot=True)
+            live.next_step()
+
+        result = train_model(
+            model, train_x, train_y, val_x, val_y, train_cfg, augment, device, on_epoch
+        )
+        best = result.history[result.best_epoch - 1]
+        live.summary.update(
+            {
+                "best_epoch": result.best_epoch,
+                "epochs_run": result.epochs_run,
+                "best_val_loss": best["val_loss"],
+                "best_val_acc": best["val_acc"],
+                "train_seconds": round(result.seconds, 2),
+            }
+        )
+        live.make_summary()
+
+    save_checkpoint(
+        args.model,
+        model.cpu(),
+        model_cfg,
+        extra={
+            "best_epoch": result.best_epoch,
+            "epochs_run": result.epochs_run,
+            "best_val_loss": best["val_loss"],
+        },
+    )
+    log.info(
+        "kept epoch %d of %d (val loss %.4f, acc %.4f) in %.1fs -> %s",
+        result.best_epoch, result.epochs_run, best["val_loss"], best["val_acc"],
+        result.seconds, args.model,
+    )  # fmt: skip
+
+
+if __name__ == "__main__":
+    sys.exit(run_stage("train", main))
