@@ -41,7 +41,7 @@ def atomic_open(path: str | os.PathLike[str], mode: str = "w") -> Iterator[IO[An
         umask = os.umask(0)
         os.umask(umask)
         Path(tmp).chmod(0o666 & ~umask)
-        os.replace(tmp, target)
+        Path(tmp).replace(target)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             Path(tmp).unlink()

@@ -47,6 +47,7 @@ __all__ = [
     "FilterConfig",
     "load_folder",
     "load_grayscale",
+    "load_image",
     "open_png",
     "parse_name",
     "pil_to_gray",
@@ -475,6 +476,24 @@ def quality_reason(img28: np.ndarray, cfg: FilterConfig) -> str | None:
     return None
 
 
+def load_image(
+    path: Path, preprocess: Literal["mnist", "seed"] = "mnist", max_pixels: int = 4_000_000
+) -> np.ndarray:
+    """One PNG file (any name) -> 28×28 ``uint8`` with the chosen recipe; ClassImageError if bad."""
+    # is_file() follows symlinks and is False for FIFOs, sockets and devices, which could
+    # block or be endless; a broken symlink lands here too.
+    if not path.is_file():
+        raise ClassImageError("is a directory" if path.is_dir() else "not a regular file")
+    im = open_png(path, max_pixels=max_pixels)
+    if preprocess == "seed":
+        return preprocess_seed(im)
+    try:
+        gray = pil_to_gray(im)
+    except (ValueError, OSError, TypeError) as err:
+        raise ClassImageError(_one_line(f"unsupported image mode {im.mode}: {err}")) from err
+    return preprocess_mnist(gray)
+
+
 def _load_entry(
     entry: Path,
     preprocess: Literal["mnist", "seed"],
@@ -488,19 +507,7 @@ def _load_entry(
         name = parse_name(entry.name)
     except ValueError as err:
         raise ClassImageError(str(err)) from err
-    # is_file() follows symlinks and is False for FIFOs, sockets and devices, which could
-    # block or be endless; a broken symlink lands here too.
-    if not entry.is_file():
-        raise ClassImageError("not a regular file")
-    im = open_png(entry, max_pixels=max_pixels)
-    if preprocess == "seed":
-        img = preprocess_seed(im)
-    else:
-        try:
-            gray = pil_to_gray(im)
-        except (ValueError, OSError, TypeError) as err:
-            raise ClassImageError(_one_line(f"unsupported image mode {im.mode}: {err}")) from err
-        img = preprocess_mnist(gray)
+    img = load_image(entry, preprocess, max_pixels)
     reason = quality_reason(img, filter_cfg)
     if reason is not None:
         raise ClassImageError(reason)

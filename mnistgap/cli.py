@@ -24,7 +24,9 @@ def setup_logging() -> None:
     )
 
 
-def run_stage(name: str, main: Callable[[list[str] | None], None], argv: list[str] | None = None) -> int:
+def run_stage(
+    name: str, main: Callable[[list[str] | None], None], argv: list[str] | None = None
+) -> int:
     """Run a stage's ``main``; expected errors become ``<name>: error: <message>`` and exit code 1.
 
     Expected errors are ValueError (bad params, bad data: ParamsError and the data modules'

@@ -114,7 +114,7 @@ SCHEMA: dict[str, Any] = {
         "min_bright_pixels": _int(0, 784),
         "min_contrast": _int(0, 255),
     },
-    "leakage": {"threshold": _float(0, 1)},
+    "leakage": {"threshold": _float(0, 1), "ratio_threshold": _float(0, 1)},
 }
 
 
@@ -142,9 +142,7 @@ def _check(key: str, value: Any, spec: _Spec) -> Any:
     def in_bounds(v: float) -> bool:
         if spec.low is not None and (v <= spec.low if spec.low_open else v < spec.low):
             return False
-        return not (
-            spec.high is not None and (v >= spec.high if spec.high_open else v > spec.high)
-        )
+        return not (spec.high is not None and (v >= spec.high if spec.high_open else v > spec.high))
 
     if spec.kind in ("int", "float"):
         v = number(value, spec.kind == "int")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -53,3 +55,34 @@ def load_class(path: str | Path) -> ClassSet:
     """Load what :func:`save_class` wrote."""
     a = atomic.load_npz(path)
     return ClassSet(a["images"], a["labels"], a["groups"], a["members"], a["files"])
+
+
+def read_flags(csv_path: str | Path, files: Sequence[str]) -> np.ndarray:
+    """The ``flagged`` column of a leakage CSV as a bool array aligned to ``files``.
+
+    Raises ValueError when the CSV's file column is not exactly ``files`` in the same order
+    (a stale report from another class-digit set must not be applied silently).
+    """
+    with Path(csv_path).open(encoding="utf-8", newline="") as fh:
+        reader = csv.DictReader(fh)
+        missing = {"file", "flagged"} - set(reader.fieldnames or ())
+        if missing:
+            raise ValueError(f"{csv_path}: missing column(s) {', '.join(sorted(missing))}")
+        rows = [(row["file"], row["flagged"]) for row in reader]
+    csv_files = [f for f, _ in rows]
+    expected = [str(f) for f in files]
+    if csv_files != expected:
+        first = next(
+            (i for i, (a, b) in enumerate(zip(csv_files, expected, strict=False)) if a != b),
+            min(len(csv_files), len(expected)),
+        )
+        raise ValueError(
+            f"{csv_path}: files do not match the class digits ({len(csv_files)} rows vs "
+            f"{len(expected)} digits; first difference at row {first}); rerun the leakage stage"
+        )
+    flags = []
+    for name, value in rows:
+        if value not in ("0", "1"):
+            raise ValueError(f"{csv_path}: flagged must be 0 or 1, got {value!r} for {name}")
+        flags.append(value == "1")
+    return np.array(flags, dtype=bool)

@@ -8,8 +8,8 @@ import numpy as np
 import torch
 
 from mnistgap import atomic, plots
-from mnistgap.data import ClassSet, load_class
-from mnistgap.leakage import read_flags
+from mnistgap.data import ClassSet, load_class, read_flags
+from mnistgap.device import select_device
 from mnistgap.metrics import (
     Evaluation,
     confusion_matrix,
@@ -19,7 +19,6 @@ from mnistgap.metrics import (
     predictions_csv,
 )
 from mnistgap.models import load_checkpoint
-from mnistgap.training import select_device
 
 
 def evaluate_checkpoint(
@@ -45,7 +44,10 @@ def write_standard_outputs(out_dir: str | Path, ev: Evaluation, title: str) -> d
     atomic.write_csv(
         out / "per_class_loss.csv",
         ["digit", "loss"],
-        [[f"digit {c}", "" if v is None else f"{v:.5f}"] for c, v in block["per_class_loss"].items()],
+        [
+            [f"digit {c}", "" if v is None else f"{v:.5f}"]
+            for c, v in block["per_class_loss"].items()
+        ],
     )
     plots.confusion_figure(
         out / "confusion.png",

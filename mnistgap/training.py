@@ -21,10 +21,18 @@ from torch import nn
 from tqdm import tqdm
 
 from mnistgap.augment import AugmentConfig, augment_batch
+from mnistgap.device import bf16_supported
 from mnistgap.metrics import predict_logits
 from mnistgap.models import normalize
 
 log = logging.getLogger(__name__)
+
+AUGMENT_CHUNK = 8192  # images augmented per call (memory: 8192 x 784 x 4 B = 26 MB)
+
+
+def to_unit(images: torch.Tensor) -> torch.Tensor:
+    """uint8 (N, 28, 28) -> float32 (N, 1, 28, 28) in [0, 1], the augmentation's input."""
+    return images.unsqueeze(1).float().div_(255.0)
 
 
 @dataclass(frozen=True)
@@ -42,7 +50,7 @@ class TrainConfig:
 
 
 class EarlyStopping:
-    """Stop after ``patience`` epochs without a strictly lower validation loss; keep the best weights.
+    """Stop after ``patience`` epochs without a lower validation loss; remember the best weights.
 
     ``patience=0`` never stops; ``best_state`` then still holds the best epoch, but the caller
     keeps the last weights (the report's stage 1, "no early stopping").
@@ -75,24 +83,6 @@ class TrainResult:
     epochs_run: int = 0
     stopped_early: bool = False
     seconds: float = 0.0
-
-
-def select_device(name: str) -> torch.device:
-    """``auto`` -> CUDA when available, else CPU; ``cuda`` fails clearly when there is none."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("device: cuda was requested but no CUDA device is available")
-    return torch.device(name)
-
-
-def bf16_supported(device: torch.device) -> bool:
-    """bf16 autocast pays off on CUDA and on CPUs with AMX/AVX-512-BF16; elsewhere use fp32."""
-    if device.type == "cuda":
-        return torch.cuda.is_bf16_supported()
-    return bool(getattr(torch.backends, "mkldnn", None)) and torch.backends.mkldnn.is_available() and (
-        torch.ops.mkldnn._is_mkldnn_bf16_supported()
-    )
 
 
 def _lr_lambda(schedule: str, total_steps: int) -> Callable[[int], float]:
@@ -138,7 +128,8 @@ def train_model(
 
     n = len(train_x)
     steps_per_epoch = math.ceil(n / cfg.batch_size)
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    # fused=True: one kernel for all parameters; 2x faster than the per-tensor loop on CPU.
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, fused=True)
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, _lr_lambda(cfg.lr_schedule, cfg.max_epochs * steps_per_epoch)
     )
@@ -150,27 +141,35 @@ def train_model(
     result = TrainResult()
     t0 = time.perf_counter()
     epochs = tqdm(range(1, cfg.max_epochs + 1), desc="epochs", disable=None, leave=False)
+    # Augment whole chunks of batches at once: every image still gets its own random
+    # parameters, but per-call overhead is paid once per ~8k images instead of per 128.
+    chunk = cfg.batch_size * max(1, AUGMENT_CHUNK // cfg.batch_size)
     for epoch in epochs:
         model.train()
         perm = torch.randperm(n, generator=shuffle_gen).to(device)
         loss_sum = torch.zeros((), device=device)
         correct = torch.zeros((), dtype=torch.int64, device=device)
         t_epoch = time.perf_counter()
-        for start in tqdm(range(0, n, cfg.batch_size), desc=f"epoch {epoch}", disable=None, leave=False):
-            idx = perm[start : start + cfg.batch_size]
-            x = train_x[idx].unsqueeze(1).float().div_(255.0)
-            x = augment_batch(x, augment, aug_gen)
-            y = train_y[idx]
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
-                logits = model(normalize(x))
-            loss = F.cross_entropy(logits.float(), y)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            # Accumulate on-device: no .item() sync per batch.
-            loss_sum += loss.detach() * len(idx)
-            correct += (logits.argmax(1) == y).sum()
+        bar = tqdm(total=n, desc=f"epoch {epoch}", unit="img", disable=None, leave=False)
+        for c0 in range(0, n, chunk):
+            idx_chunk = perm[c0 : c0 + chunk]
+            x_chunk = normalize(augment_batch(to_unit(train_x[idx_chunk]), augment, aug_gen))
+            y_chunk = train_y[idx_chunk]
+            for b0 in range(0, len(idx_chunk), cfg.batch_size):
+                x = x_chunk[b0 : b0 + cfg.batch_size]
+                y = y_chunk[b0 : b0 + cfg.batch_size]
+                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
+                    logits = model(x)
+                loss = F.cross_entropy(logits.float(), y)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                sched.step()
+                # Accumulate on-device: no .item() sync per batch.
+                loss_sum += loss.detach() * len(y)
+                correct += (logits.argmax(1) == y).sum()
+            bar.update(len(idx_chunk))
+        bar.close()
         train_seconds = time.perf_counter() - t_epoch
 
         val_loss, val_acc = evaluate_loss_acc(model, val_x, val_y, cfg.eval_batch_size, device)
@@ -187,9 +186,17 @@ def train_model(
         result.epochs_run = epoch
         stop = stopper.step(epoch, val_loss, model)
         log.info(
-            "epoch %2d/%d  train loss %.4f acc %.4f  val loss %.4f acc %.4f  (%.1fs train, %.2fs total)%s",
-            epoch, cfg.max_epochs, row["train_loss"], row["train_acc"], val_loss, val_acc,
-            train_seconds, row["seconds"], "  *best*" if stopper.best_epoch == epoch else "",
+            "epoch %2d/%d  train loss %.4f acc %.4f  val loss %.4f acc %.4f"
+            "  (%.1fs train, %.2fs total)%s",
+            epoch,
+            cfg.max_epochs,
+            row["train_loss"],
+            row["train_acc"],
+            val_loss,
+            val_acc,
+            train_seconds,
+            row["seconds"],
+            "  *best*" if stopper.best_epoch == epoch else "",
         )
         if on_epoch is not None:
             on_epoch(row)

@@ -49,7 +49,8 @@ def main(argv: list[str] | None = None) -> None:
         args.out / "misclassified.png",
         cs.images[wrong],
         [
-            f"{cs.files[i].removesuffix('.png')}\n{ev.labels[i]}→{ev.preds[i]} {ev.confidence[i]:.0%}"
+            f"{cs.files[i].removesuffix('.png')}\n"
+            f"{ev.labels[i]}→{ev.preds[i]} {ev.confidence[i]:.0%}"
             for i in wrong[:100]
         ],
         f"misclassified class digits: {len(wrong)} of {len(ev.labels)} "
@@ -58,9 +59,14 @@ def main(argv: list[str] | None = None) -> None:
     atomic.write_json(args.out / "metrics.json", block)  # last: it marks the stage complete
     log.info(
         "class digits: accuracy %.4f [%.4f, %.4f], loss %.4f (n=%d); without %d flagged: %.4f",
-        block["accuracy"], block["ci_low"], block["ci_high"], block["loss"], block["n"],
-        int(flagged.sum()), block["without_flagged"]["accuracy"] or float("nan"),
-    )  # fmt: skip
+        block["accuracy"],
+        block["ci_low"],
+        block["ci_high"],
+        block["loss"],
+        block["n"],
+        int(flagged.sum()),
+        block["without_flagged"]["accuracy"] or float("nan"),
+    )
 
 
 if __name__ == "__main__":

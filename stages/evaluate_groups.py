@@ -47,10 +47,16 @@ def main(argv: list[str] | None = None) -> None:
         args.out / "groups.csv",
         ["group", "accuracy", "ci_low", "ci_high", "loss", "n"],
         [
-            [f"group {g}", f"{b['accuracy']:.4f}", f"{b['ci_low']:.4f}", f"{b['ci_high']:.4f}",
-             f"{b['loss']:.4f}", b["n"]]
+            [
+                f"group {g}",
+                f"{b['accuracy']:.4f}",
+                f"{b['ci_low']:.4f}",
+                f"{b['ci_high']:.4f}",
+                f"{b['loss']:.4f}",
+                b["n"],
+            ]
             for g, b in groups.items()
-        ],  # fmt: skip
+        ],
     )
     plots.group_bar_figure(args.out / "groups.png", groups, "class digits per group")
     ids, matrix = group_digit_accuracy(ev, cs.groups)
@@ -61,8 +67,13 @@ def main(argv: list[str] | None = None) -> None:
     for gid, b in groups.items():
         log.info(
             "group %s: accuracy %.4f [%.4f, %.4f], loss %.4f (n=%d)",
-            gid, b["accuracy"], b["ci_low"], b["ci_high"], b["loss"], b["n"],
-        )  # fmt: skip
+            gid,
+            b["accuracy"],
+            b["ci_low"],
+            b["ci_high"],
+            b["loss"],
+            b["n"],
+        )
 
 
 if __name__ == "__main__":

@@ -37,7 +37,9 @@ def main(argv: list[str] | None = None) -> None:
     ev = evaluate_checkpoint(args.model, images, labels, p["device"], p["eval_batch_size"])
     block = write_standard_outputs(args.out, ev, "MNIST test")
     atomic.write_json(args.out / "metrics.json", block)  # last: it marks the stage complete
-    log.info("MNIST test: accuracy %.4f, loss %.4f (n=%d)", block["accuracy"], block["loss"], block["n"])
+    log.info(
+        "MNIST test: accuracy %.4f, loss %.4f (n=%d)", block["accuracy"], block["loss"], block["n"]
+    )
 
 
 if __name__ == "__main__":

@@ -3,10 +3,13 @@
 Reads  data/class/digits.npz (the class cache) and train-images-idx3-ubyte,
        train-labels-idx1-ubyte from data/mnist/raw (all 60,000 training images, IDX order).
 Writes reports/leakage/leakage.csv (file,digit,group,member,nearest_index,nearest_label,
-       distance,flagged; one row per class digit, in the cache's order),
+       distance,flagged,second_distance,ratio,reason; one row per class digit, in the
+       cache's order),
        reports/leakage/flagged_pairs.png (flagged digits beside their MNIST neighbours) and
-       reports/leakage/metrics.json ({threshold, n, flagged, flagged_fraction,
-       flagged_by_group, median_distance}).
+       reports/leakage/metrics.json ({threshold, ratio_threshold, n, flagged,
+       flagged_fraction, flagged_by_group, flagged_by_reason, median_distance, median_ratio}).
+Params leakage.threshold (nearest RMS distance) and leakage.ratio_threshold (nearest /
+       second-nearest distance): a digit below either is flagged.
 """
 
 from __future__ import annotations
@@ -58,17 +61,20 @@ def _pairs_figure(
         for k, i in enumerate(order):
             images += [ours[k], theirs[k]]
             captions += [
-                f"{files[i]}\nd={result.distance[i]:.4f}",
+                f"{files[i]}\nd={result.distance[i]:.3f} r={result.ratio[i]:.2f}",
                 f"MNIST #{result.index[i]}\nlabel {result.nearest_label[i]}",
             ]
     n_flagged = int(result.flagged.sum())
+    rule = (
+        f"RMS distance d < {result.threshold:g} or nearest/second-nearest ratio "
+        f"r < {result.ratio_threshold:g}"
+    )
     if n_flagged == 0:
-        title = f"No class digit is within RMS {result.threshold:g} of an MNIST training image"
+        title = f"No class digit is a near-copy of an MNIST training image ({rule})"
     else:
         shown = f"closest {len(order)} of {n_flagged}" if n_flagged > len(order) else "all"
         title = (
-            f"Near-copies of MNIST (RMS distance < {result.threshold:g}), {shown}: "
-            "class digit | nearest MNIST training image"
+            f"Near-copies of MNIST ({rule}), {shown}:\nclass digit | nearest MNIST training image"
         )
     stack = np.stack(images) if images else np.zeros((0, 28, 28))
     gallery_figure(path, stack, captions, title, cols=10, max_images=2 * MAX_PAIRS)
@@ -81,7 +87,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--out", type=Path, default=Path("reports/leakage"))
     ap.add_argument("--params", type=Path, default=Path("params.yaml"))
     args = ap.parse_args(argv)
-    threshold = load_params(args.params, PARAMS)["leakage"]["threshold"]
+    p = load_params(args.params, PARAMS)["leakage"]
+    threshold, ratio_threshold = p["threshold"], p["ratio_threshold"]
 
     cs = load_class(args.class_data)
     mnist_images = read_idx(args.mnist_raw / "train-images-idx3-ubyte")
@@ -95,7 +102,7 @@ def main(argv: list[str] | None = None) -> None:
     if len(cs.files) == 0:
         raise ValueError(f"{args.class_data} holds no class digits")
 
-    result = find_leaks(cs.images, mnist_images, mnist_labels, threshold)
+    result = find_leaks(cs.images, mnist_images, mnist_labels, threshold, ratio_threshold)
     atomic.write_csv(
         args.out / "leakage.csv",
         CSV_HEADER,
@@ -105,12 +112,15 @@ def main(argv: list[str] | None = None) -> None:
     metrics = leakage_metrics(result, cs.groups)
     atomic.write_json(args.out / "metrics.json", metrics)  # last: it marks the stage complete
     log.info(
-        "leakage: %d of %d class digits within RMS %g of an MNIST training image "
-        "(median distance %.4f); by group %s",
+        "leakage: %d of %d class digits flagged (RMS distance < %g or ratio < %g; by reason %s; "
+        "median distance %.4f, median ratio %.3f); by group %s",
         metrics["flagged"],
         metrics["n"],
         threshold,
+        ratio_threshold,
+        metrics["flagged_by_reason"],
         metrics["median_distance"],
+        metrics["median_ratio"],
         metrics["flagged_by_group"],
     )
 

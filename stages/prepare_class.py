@@ -48,8 +48,11 @@ def main(argv: list[str] | None = None) -> None:
     )
     log.info(
         "%d usable class digits in %d groups; %d entries not used (see %s)",
-        len(digits.files), len(set(digits.groups.tolist())), len(digits.rejected), args.rejected,
-    )  # fmt: skip
+        len(digits.files),
+        len(set(digits.groups.tolist())),
+        len(digits.rejected),
+        args.rejected,
+    )
 
 
 if __name__ == "__main__":

@@ -74,7 +74,13 @@ def main(argv: list[str] | None = None) -> None:
         "val_class_counts": np.bincount(train_labels[va], minlength=10).tolist(),
     }
     atomic.write_json(args.out / "meta.json", meta)
-    log.info("MNIST from %s: train %d, validation %d, test %d", source, len(tr), len(va), len(test_images))
+    log.info(
+        "MNIST from %s: train %d, validation %d, test %d",
+        source,
+        len(tr),
+        len(va),
+        len(test_images),
+    )
 
 
 if __name__ == "__main__":

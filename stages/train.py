@@ -20,15 +20,28 @@ from mnistgap.augment import AugmentConfig
 from mnistgap.cli import run_stage
 from mnistgap.config import load_params
 from mnistgap.data import load_split
+from mnistgap.device import select_device
 from mnistgap.models import ModelConfig, build_model, save_checkpoint
-from mnistgap.training import TrainConfig, select_device, train_model
+from mnistgap.training import TrainConfig, train_model
 
 log = logging.getLogger("stages.train")
 
 PARAMS = (
-    "seed", "model", "hidden", "dropout", "cnn_channels", "lr", "batch_size", "max_epochs",
-    "patience", "lr_schedule", "device", "precision", "eval_batch_size", "augment",
-)  # fmt: skip
+    "seed",
+    "model",
+    "hidden",
+    "dropout",
+    "cnn_channels",
+    "lr",
+    "batch_size",
+    "max_epochs",
+    "patience",
+    "lr_schedule",
+    "device",
+    "precision",
+    "eval_batch_size",
+    "augment",
+)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -44,10 +57,15 @@ def main(argv: list[str] | None = None) -> None:
         kind=p["model"], hidden=p["hidden"], dropout=p["dropout"], cnn_channels=p["cnn_channels"]
     )
     train_cfg = TrainConfig(
-        lr=p["lr"], batch_size=p["batch_size"], max_epochs=p["max_epochs"],
-        patience=p["patience"], lr_schedule=p["lr_schedule"], seed=p["seed"],
-        precision=p["precision"], eval_batch_size=p["eval_batch_size"],
-    )  # fmt: skip
+        lr=p["lr"],
+        batch_size=p["batch_size"],
+        max_epochs=p["max_epochs"],
+        patience=p["patience"],
+        lr_schedule=p["lr_schedule"],
+        seed=p["seed"],
+        precision=p["precision"],
+        eval_batch_size=p["eval_batch_size"],
+    )
     augment = AugmentConfig.from_dict(p["augment"])
     device = select_device(p["device"])
 
@@ -55,8 +73,12 @@ def main(argv: list[str] | None = None) -> None:
     val_x, val_y = load_split(args.data / "val.npz")
     log.info(
         "training %s on %d images (validation %d) on %s, %d threads",
-        model_cfg.kind, len(train_x), len(val_x), device, torch.get_num_threads(),
-    )  # fmt: skip
+        model_cfg.kind,
+        len(train_x),
+        len(val_x),
+        device,
+        torch.get_num_threads(),
+    )
 
     torch.manual_seed(p["seed"])  # weight initialisation
     model = build_model(model_cfg)
@@ -98,9 +120,13 @@ def main(argv: list[str] | None = None) -> None:
     )
     log.info(
         "kept epoch %d of %d (val loss %.4f, acc %.4f) in %.1fs -> %s",
-        result.best_epoch, result.epochs_run, best["val_loss"], best["val_acc"],
-        result.seconds, args.model,
-    )  # fmt: skip
+        result.best_epoch,
+        result.epochs_run,
+        best["val_loss"],
+        best["val_acc"],
+        result.seconds,
+        args.model,
+    )
 
 
 if __name__ == "__main__":

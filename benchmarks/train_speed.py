@@ -1,0 +1,178 @@
+"""Training speed: the reference report's per-image pipeline vs this project's training loop.
+
+    python benchmarks/train_speed.py [--epochs 3] [--data data/mnist] [--raw data/mnist/raw]
+
+Runs, on the same MNIST data and the same 2 cores, N epochs of
+  (a) the reference pipeline: torchvision's MNIST dataset with RandomAffine(5, (0.1, 0.1),
+      (0.8, 1.2), 5), ToTensor and Normalize((0.5,), (0.5,)), random_split 85/15 with seed 42,
+      a DataLoader with num_workers=0 and batch 128, the same MLP, Adam(lr=1e-3), and a
+      validation pass per epoch (as in the report's notebook);
+  (b) this project's `train_model` with the params.yaml defaults for those N epochs
+      (batched per-image augmentation, fused Adam, same MLP and batch size, validation per epoch).
+Each runs in its own child process so that its peak resident memory is its own.
+Prints seconds per epoch, training images per second and peak RSS for both, and last
+`speedup: X.XX` (reference seconds per epoch / ours). Needs data/mnist from `dvc repro`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+
+def run_reference(raw: Path, epochs: int) -> dict:
+    import torch
+    import torch.nn.functional as F
+    from torch.utils.data import DataLoader, random_split
+    from torchvision import datasets, transforms
+
+    from mnistgap.models import MLP
+
+    # torchvision's MNIST expects <root>/MNIST/raw/<canonical files>: link ours in.
+    root = Path(tempfile.mkdtemp())
+    (root / "MNIST").mkdir()
+    (root / "MNIST" / "raw").symlink_to(raw.resolve())
+    transform = transforms.Compose(
+        [
+            transforms.RandomAffine(degrees=5, translate=(0.1, 0.1), scale=(0.8, 1.2), shear=5),
+            transforms.ToTensor(),
+            transforms.Normalize((0.5,), (0.5,)),
+        ]
+    )
+    full = datasets.MNIST(root=str(root), train=True, download=False, transform=transform)
+    n_val = int(0.15 * len(full))
+    train_ds, val_ds = random_split(
+        full, [len(full) - n_val, n_val], generator=torch.Generator().manual_seed(42)
+    )
+    train_loader = DataLoader(train_ds, batch_size=128, shuffle=True, num_workers=0)
+    val_loader = DataLoader(val_ds, batch_size=128, shuffle=False, num_workers=0)
+    torch.manual_seed(42)
+    model = MLP([512, 256, 128], 0.2)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    times = []
+    for _ in range(epochs):
+        t0 = time.perf_counter()
+        model.train()
+        for x, y in train_loader:
+            opt.zero_grad()
+            loss = F.cross_entropy(model(x), y)
+            loss.backward()
+            opt.step()
+        model.eval()
+        with torch.no_grad():
+            val_loss = sum(
+                F.cross_entropy(model(x), y, reduction="sum").item() for x, y in val_loader
+            )
+        times.append(time.perf_counter() - t0)
+    return {"epoch_seconds": times, "n_train": len(train_ds), "val_loss": val_loss / n_val}
+
+
+def run_ours(data: Path, epochs: int) -> dict:
+    import torch
+
+    from mnistgap.augment import AugmentConfig
+    from mnistgap.config import load_params
+    from mnistgap.data import load_split
+    from mnistgap.device import select_device
+    from mnistgap.models import ModelConfig, build_model
+    from mnistgap.training import TrainConfig, train_model
+
+    p = load_params("params.yaml")
+    train_x, train_y = load_split(data / "train.npz")
+    val_x, val_y = load_split(data / "val.npz")
+    torch.manual_seed(p["seed"])
+    model = build_model(ModelConfig("mlp", p["hidden"], p["dropout"], p["cnn_channels"]))
+    cfg = TrainConfig(
+        lr=p["lr"],
+        batch_size=p["batch_size"],
+        max_epochs=epochs,
+        patience=0,
+        lr_schedule=p["lr_schedule"],
+        seed=p["seed"],
+        precision=p["precision"],
+        eval_batch_size=p["eval_batch_size"],
+    )
+    result = train_model(
+        model,
+        train_x,
+        train_y,
+        val_x,
+        val_y,
+        cfg,
+        AugmentConfig.from_dict(p["augment"]),
+        select_device("cpu"),
+    )
+    return {
+        "epoch_seconds": [row["seconds"] for row in result.history],
+        "n_train": len(train_x),
+        "val_loss": result.history[-1]["val_loss"],
+    }
+
+
+def child(which: str, args: argparse.Namespace) -> None:
+    import torch
+
+    out = (
+        run_reference(args.raw, args.epochs)
+        if which == "reference"
+        else run_ours(args.data, args.epochs)
+    )
+    out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    out["threads"] = torch.get_num_threads()
+    print("RESULT " + json.dumps(out))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--epochs", type=int, default=3)
+    ap.add_argument("--data", type=Path, default=Path("data/mnist"))
+    ap.add_argument("--raw", type=Path, default=Path("data/mnist/raw"))
+    ap.add_argument("--child", choices=["reference", "ours"], help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.child:
+        child(args.child, args)
+        return
+
+    results = {}
+    for which in ("reference", "ours"):
+        cmd = [
+            sys.executable,
+            __file__,
+            "--child",
+            which,
+            "--epochs",
+            str(args.epochs),
+            "--data",
+            str(args.data),
+            "--raw",
+            str(args.raw),
+        ]
+        proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+        line = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
+        if proc.returncode != 0 or not line:
+            sys.exit(f"{which} run failed:\n{proc.stderr[-2000:]}")
+        results[which] = json.loads(line[-1][len("RESULT ") :])
+
+    print(f"{'pipeline':<10} {'s/epoch':>8} {'images/s':>9} {'peak RSS MB':>12}  epochs (s)")
+    per_epoch = {}
+    for which, r in results.items():
+        # Mean over epochs after the first (warm-up: page faults, allocator, thread pools).
+        timed = r["epoch_seconds"][1:] or r["epoch_seconds"]
+        secs = sum(timed) / len(timed)
+        per_epoch[which] = secs
+        print(
+            f"{which:<10} {secs:>8.2f} {r['n_train'] / secs:>9.0f} {r['peak_rss_mb']:>12.0f}  "
+            + ", ".join(f"{s:.2f}" for s in r["epoch_seconds"])
+        )
+    print(f"threads: {results['ours']['threads']}, epochs: {args.epochs}")
+    print(f"speedup: {per_epoch['reference'] / per_epoch['ours']:.2f}")
+
+
+if __name__ == "__main__":
+    main()

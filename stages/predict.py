@@ -1,0 +1,105 @@
+"""Classify PNG files or folders with the trained checkpoint (not a DVC stage: a user command).
+
+    python -m stages.predict PATH... [--model models/model.pt] [--json] [--preprocess mnist|seed]
+    mnistgap-predict PATH...            (the same, installed as a console script)
+
+Reads  the checkpoint (weights_only) and each PNG (folders: their *.png files, sorted), with
+the same preprocessing as the pipeline (params.yaml's class_digits.preprocess by default).
+Writes to stdout one line per file: file, predicted digit, confidence (or JSON with --json).
+Files that cannot be read are reported with the reason and do not stop the others; the exit
+status is 1 only when no file at all could be classified.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from mnistgap.class_digits import ClassImageError, load_image
+from mnistgap.cli import StageError, run_stage
+from mnistgap.config import ParamsError, load_params
+from mnistgap.metrics import predict_logits
+from mnistgap.models import load_checkpoint
+
+log = logging.getLogger("stages.predict")
+
+
+def expand(paths: list[Path]) -> list[Path]:
+    """Files as given; folders replaced by their *.png entries (case-insensitive), sorted."""
+    out: list[Path] = []
+    for p in paths:
+        if p.is_dir():
+            out += sorted(c for c in p.iterdir() if c.suffix.lower() == ".png")
+        else:
+            out.append(p)
+    return out
+
+
+def default_preprocess(params: Path) -> str:
+    """The pipeline's class-digit preprocessing, so predictions match the evaluation."""
+    try:
+        return load_params(params, ("class_digits",))["class_digits"]["preprocess"]
+    except ParamsError:
+        return "mnist"
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("paths", nargs="+", type=Path, help="PNG files or folders of PNGs")
+    ap.add_argument("--model", type=Path, default=Path("models/model.pt"))
+    ap.add_argument("--preprocess", choices=["mnist", "seed"], default=None)
+    ap.add_argument("--params", type=Path, default=Path("params.yaml"))
+    ap.add_argument("--json", action="store_true", help="one JSON document on stdout")
+    args = ap.parse_args(argv)
+    preprocess = args.preprocess or default_preprocess(args.params)
+    if not args.model.is_file():
+        raise StageError(f"no checkpoint at {args.model}: run `dvc repro` first or pass --model")
+    model, _ = load_checkpoint(args.model, "cpu")
+
+    files = expand(args.paths)
+    images, good, errors = [], [], []
+    for f in files:
+        try:
+            images.append(load_image(f, preprocess))
+            good.append(f)
+        except ClassImageError as exc:
+            errors.append({"file": str(f), "error": str(exc)})
+        except OSError as exc:  # e.g. vanished or unreadable file
+            errors.append({"file": str(f), "error": exc.strerror or type(exc).__name__})
+
+    results = []
+    if images:
+        logits = predict_logits(model, torch.from_numpy(np.stack(images)))
+        probs = logits.softmax(dim=1)
+        conf, pred = probs.max(dim=1)
+        results = [
+            {"file": str(f), "prediction": int(d), "confidence": round(float(c), 4)}
+            for f, d, c in zip(good, pred.tolist(), conf.tolist(), strict=True)
+        ]
+
+    if args.json:
+        print(
+            json.dumps({"preprocess": preprocess, "results": results, "errors": errors}, indent=1)
+        )
+    else:
+        for r in results:
+            print(f"{r['file']}\t{r['prediction']}\t{r['confidence']:.4f}")
+        for e in errors:
+            print(f"{e['file']}: skipped: {e['error']}", file=sys.stderr)
+    if not results:
+        raise StageError(f"no file could be classified ({len(errors)} skipped)")
+
+
+def cli() -> int:
+    """Console-script entry point (`mnistgap-predict`)."""
+    return run_stage("predict", main)
+
+
+if __name__ == "__main__":
+    sys.exit(cli())

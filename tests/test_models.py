@@ -1,0 +1,171 @@
+"""Tests for mnistgap.models: architecture, input scaling and safe self-describing checkpoints."""
+
+from __future__ import annotations
+
+import pickle
+from dataclasses import asdict
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from mnistgap.models import (
+    CNN,
+    MLP,
+    ModelConfig,
+    build_model,
+    load_checkpoint,
+    normalize,
+    save_checkpoint,
+)
+
+
+class NotAllowed:
+    """An arbitrary class: weights_only loading must refuse to build it from a pickle."""
+
+    def __init__(self) -> None:
+        self.payload = "would run code on load"
+
+
+def _batch(n: int = 5, seed: int = 0) -> torch.Tensor:
+    return torch.randint(
+        0, 256, (n, 28, 28), dtype=torch.uint8, generator=torch.Generator().manual_seed(seed)
+    )
+
+
+def test_mlp_output_shape_from_both_input_layouts() -> None:
+    torch.manual_seed(0)
+    model = build_model(ModelConfig()).eval()
+    x = normalize(_batch())
+    assert x.shape == (5, 1, 28, 28)
+    out4 = model(x)
+    out3 = model(x.squeeze(1))  # (B, 28, 28) float input works too: Flatten handles both
+    assert out4.shape == (5, 10) and out3.shape == (5, 10)
+    torch.testing.assert_close(out3, out4)
+
+
+def test_default_mlp_has_the_reports_parameter_count() -> None:
+    model = build_model(ModelConfig())
+    assert isinstance(model, MLP)
+    expected = 784 * 512 + 512 + 512 * 256 + 256 + 256 * 128 + 128 + 128 * 10 + 10
+    assert expected == 567_434
+    assert sum(p.numel() for p in model.parameters()) == expected
+    widths = [(m.in_features, m.out_features) for m in model.modules() if isinstance(m, nn.Linear)]
+    assert widths == [(784, 512), (512, 256), (256, 128), (128, 10)]
+
+
+def test_mlp_dropout_layers() -> None:
+    model = build_model(ModelConfig())
+    drops = [m for m in model.modules() if isinstance(m, nn.Dropout)]
+    assert len(drops) == 3 and all(d.p == 0.2 for d in drops)
+    assert sum(isinstance(m, nn.ReLU) for m in model.modules()) == 3
+
+
+def test_mlp_custom_widths() -> None:
+    model = build_model(ModelConfig(hidden=[16], dropout=0.5))
+    assert sum(p.numel() for p in model.parameters()) == 784 * 16 + 16 + 16 * 10 + 10
+    assert [m.p for m in model.modules() if isinstance(m, nn.Dropout)] == [0.5]
+
+
+def test_mlp_dropout_only_in_train_mode() -> None:
+    torch.manual_seed(0)
+    model = build_model(ModelConfig())
+    x = normalize(_batch())
+    model.eval()
+    torch.testing.assert_close(model(x), model(x))
+    model.train()
+    assert not torch.equal(model(x), model(x))
+
+
+def test_cnn_output_shape() -> None:
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(kind="cnn", cnn_channels=[4, 8])).eval()
+    assert isinstance(model, CNN)
+    x = normalize(_batch(3))
+    assert model(x).shape == (3, 10)
+    assert model(x.squeeze(1)).shape == (3, 10)  # (B, 28, 28) gets its channel axis
+    convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
+    assert [c.out_channels for c in convs] == [4, 4, 8, 8]
+    last = next(m for m in model.modules() if isinstance(m, nn.Linear))
+    assert last.in_features == 8 * 7 * 7  # two 2x2 max-pools: 28 -> 14 -> 7
+
+
+def test_build_model_rejects_unknown_kind() -> None:
+    with pytest.raises(ValueError, match=r"'resnet'.*mlp, cnn"):
+        build_model(ModelConfig(kind="resnet"))
+
+
+def test_normalize_maps_the_pixel_range_to_minus_one_one() -> None:
+    x = torch.tensor([[[0, 255] + [128] * 26] * 28], dtype=torch.uint8)
+    y = normalize(x)
+    assert y.dtype == torch.float32 and y.shape == (1, 1, 28, 28)
+    assert y[0, 0, 0, 0].item() == -1.0 and y[0, 0, 0, 1].item() == 1.0
+    assert y[0, 0, 0, 2].item() == pytest.approx(128 / 255 * 2 - 1, abs=1e-6)
+    # float input is taken as already in [0, 1]
+    f = normalize(torch.tensor([[[0.0, 0.5, 1.0]]]))
+    assert f.flatten().tolist() == [-1.0, 0.0, 1.0]
+
+
+@pytest.mark.parametrize(
+    "cfg", [ModelConfig(hidden=[32, 16]), ModelConfig(kind="cnn", cnn_channels=[4, 8])]
+)
+def test_checkpoint_round_trip(tmp_path: Path, cfg: ModelConfig) -> None:
+    torch.manual_seed(1)
+    model = build_model(cfg).eval()
+    if cfg.kind == "cnn":  # non-trivial BatchNorm buffers must survive too
+        model.train()
+        model(normalize(_batch(8, seed=3)))
+        model.eval()
+    path = tmp_path / "m" / "model.pt"
+    save_checkpoint(path, model, cfg, extra={"best_epoch": 3})
+    loaded, ckpt = load_checkpoint(path)
+    assert not loaded.training
+    x = normalize(_batch(4, seed=2))
+    with torch.no_grad():
+        assert torch.equal(loaded(x), model(x))
+    assert ckpt["model_config"] == asdict(cfg)
+    assert ckpt["extra"] == {"best_epoch": 3}
+    assert ckpt["preprocessing"]["norm_mean"] == 0.5 and ckpt["preprocessing"]["norm_std"] == 0.5
+    assert ckpt["preprocessing"]["image_size"] == 28
+
+
+def test_checkpoint_loads_with_plain_weights_only(tmp_path: Path) -> None:
+    cfg = ModelConfig(hidden=[8])
+    model = build_model(cfg)
+    path = tmp_path / "model.pt"
+    save_checkpoint(path, model, cfg)
+    ckpt = torch.load(path, weights_only=True)
+    assert ckpt["format"] == "mnistgap-checkpoint-v1"
+    assert {"state_dict", "model_config", "preprocessing", "extra"} <= set(ckpt)
+    assert set(ckpt["state_dict"]) == set(model.state_dict())
+    assert all(isinstance(v, torch.Tensor) for v in ckpt["state_dict"].values())
+
+
+def test_load_checkpoint_rejects_other_files(tmp_path: Path) -> None:
+    path = tmp_path / "list.pt"
+    torch.save([1, 2, 3], path)
+    with pytest.raises(ValueError, match="not a mnistgap checkpoint"):
+        load_checkpoint(path)
+    path2 = tmp_path / "sd.pt"
+    torch.save(build_model(ModelConfig(hidden=[8])).state_dict(), path2)  # a bare state_dict
+    with pytest.raises(ValueError, match="not a mnistgap checkpoint"):
+        load_checkpoint(path2)
+
+
+def test_load_checkpoint_rejects_other_preprocessing(tmp_path: Path) -> None:
+    cfg = ModelConfig(hidden=[8])
+    path = tmp_path / "model.pt"
+    save_checkpoint(path, build_model(cfg), cfg)
+    ckpt = torch.load(path, weights_only=True)
+    ckpt["preprocessing"]["norm_mean"] = 0.1307
+    torch.save(ckpt, path)
+    with pytest.raises(ValueError, match="preprocessing"):
+        load_checkpoint(path)
+
+
+def test_pickled_objects_are_refused(tmp_path: Path) -> None:
+    path = tmp_path / "evil.pt"
+    torch.save({"format": "mnistgap-checkpoint-v1", "x": NotAllowed()}, path)
+    with pytest.raises(pickle.UnpicklingError):
+        load_checkpoint(path)

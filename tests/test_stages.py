@@ -1,0 +1,542 @@
+"""The stage entry points end to end on tiny synthetic data, with explicit paths in tmp dirs.
+
+One module-scoped pipeline runs every stage once, in dvc.yaml's order (the leakage stage's
+outputs are written by hand: its own tests live in test_leakage.py); each test then checks
+one stage's outputs. Error paths run through ``run_stage`` like ``python -m stages.<name>``.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from PIL import Image
+
+import stages.evaluate_class
+import stages.evaluate_groups
+import stages.evaluate_mnist
+import stages.prepare_class
+import stages.prepare_mnist
+import stages.report
+import stages.train
+from mnistgap.cli import run_stage
+from mnistgap.config import load_params
+from mnistgap.data import load_class, load_split
+from mnistgap.metrics import predict_logits, wilson_interval
+from mnistgap.mnist_source import RAW_FILES
+from mnistgap.models import load_checkpoint
+from mnistgap.split import train_val_indices
+
+REPO = Path(__file__).resolve().parents[1]
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+FLAGGED_FILE = "0-1-1.png"  # the one class digit the hand-written leakage report flags
+BAD_ENTRIES = {
+    "notes.txt": "not a PNG file name",
+    "x-1-1.png": "name does not match",
+    "7-2-2.png": "blank",  # a black image: no ink
+    "8-3-2.png": "not a PNG file",  # text with a .png name
+}
+
+
+@dataclass
+class Pipeline:
+    root: Path
+    params: Path
+    mnist: Any  # conftest.TinyMnist
+    class_files: list[str]
+    acquire_calls: list[dict[str, Any]]
+
+    def path(self, rel: str) -> Path:
+        return self.root / rel
+
+    def json(self, rel: str) -> Any:
+        return json.loads(self.path(rel).read_text(encoding="utf-8"))
+
+    def csv(self, rel: str) -> list[dict[str, str]]:
+        with self.path(rel).open(encoding="utf-8", newline="") as fh:
+            return list(csv.DictReader(fh))
+
+
+def write_leakage(reports: Path, files: list[str], digits: list[int], groups: list[int]) -> None:
+    """A minimal leakage.csv / metrics.json pair that flags FLAGGED_FILE only."""
+    out = reports / "leakage"
+    out.mkdir(parents=True, exist_ok=True)
+    with (out / "leakage.csv").open("w", encoding="utf-8", newline="") as fh:
+        w = csv.writer(fh, lineterminator="\n")
+        w.writerow(
+            [
+                "file",
+                "digit",
+                "group",
+                "member",
+                "nearest_index",
+                "nearest_label",
+                "distance",
+                "flagged",
+            ]
+        )
+        for i, (f, d, g) in enumerate(zip(files, digits, groups, strict=True)):
+            flagged = f == FLAGGED_FILE
+            w.writerow([f, d, g, 1, i, d, "0.05" if flagged else "0.3", int(flagged)])
+    metrics = {
+        "threshold": 0.1,
+        "n": len(files),
+        "flagged": 1,
+        "flagged_fraction": 1 / len(files),
+        "flagged_by_group": {"1": 1},
+        "median_distance": 0.3,
+    }
+    (out / "metrics.json").write_text(json.dumps(metrics), encoding="utf-8")
+
+
+@pytest.fixture(scope="module")
+def pipeline(
+    tmp_path_factory: pytest.TempPathFactory,
+    make_tiny_mnist: Callable[[Path], Any],
+    make_class_dir: Callable[[Path], list[str]],
+    make_params_at: Callable[..., Path],
+) -> Pipeline:
+    root = tmp_path_factory.mktemp("pipeline")
+    class_dir = root / "class_digits"
+    class_files = make_class_dir(class_dir)
+    (class_dir / "notes.txt").write_text("not a digit", encoding="utf-8")
+    (class_dir / "8-3-2.png").write_text("not a png", encoding="utf-8")
+    Image.new("L", (28, 28), 0).save(class_dir / "7-2-2.png")
+    Image.new("L", (28, 28), 255).save(class_dir / "x-1-1.png")
+    params = make_params_at(root / "params.yaml", fast=True, **{"class_digits.dir": str(class_dir)})
+
+    mnist = make_tiny_mnist(root / "data" / "mnist")
+    for name in ("train.npz", "val.npz", "test.npz"):  # prepare_mnist must write them itself
+        (mnist.root / name).unlink()
+    calls: list[dict[str, Any]] = []
+
+    def fake_acquire(raw_dir: Path, **kwargs: Any) -> str:
+        calls.append({"raw_dir": raw_dir, **kwargs})
+        return "existing"
+
+    r = str(root)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(stages.prepare_mnist, "acquire_raw", fake_acquire)
+        mp.chdir(root)  # dvclive may look around the working directory: keep it in tmp
+        P = ["--params", str(params)]  # noqa: N806
+        stages.prepare_mnist.main(
+            ["--raw", f"{r}/data/mnist/raw", "--out", f"{r}/data/mnist", "--offline", *P]
+        )
+        stages.prepare_class.main(
+            [
+                "--dir",
+                str(class_dir),
+                "--out",
+                f"{r}/data/class/digits.npz",
+                "--rejected",
+                f"{r}/reports/class/rejected.csv",
+                *P,
+            ]
+        )
+        stages.train.main(
+            [
+                "--data",
+                f"{r}/data/mnist",
+                "--model",
+                f"{r}/models/model.pt",
+                "--live",
+                f"{r}/reports/train",
+                *P,
+            ]
+        )
+        cs = load_class(root / "data/class/digits.npz")
+        write_leakage(root / "reports", cs.files.tolist(), cs.labels.tolist(), cs.groups.tolist())
+        stages.evaluate_mnist.main(
+            [
+                "--model",
+                f"{r}/models/model.pt",
+                "--data",
+                f"{r}/data/mnist/test.npz",
+                "--out",
+                f"{r}/reports/mnist",
+                *P,
+            ]
+        )
+        for stage, out in ((stages.evaluate_class, "class"), (stages.evaluate_groups, "groups")):
+            stage.main(
+                [
+                    "--model",
+                    f"{r}/models/model.pt",
+                    "--data",
+                    f"{r}/data/class/digits.npz",
+                    "--leakage",
+                    f"{r}/reports/leakage/leakage.csv",
+                    "--out",
+                    f"{r}/reports/{out}",
+                    *P,
+                ]
+            )
+        stages.report.main(["--reports", f"{r}/reports", "--out", f"{r}/reports/report.md", *P])
+    return Pipeline(root, params, mnist, class_files, calls)
+
+
+def _is_png(path: Path) -> bool:
+    return path.is_file() and path.read_bytes()[:8] == PNG_SIGNATURE and path.stat().st_size > 500
+
+
+# --------------------------------------------------------------------------- prepare_mnist
+def test_prepare_mnist_split_and_meta(pipeline: Pipeline) -> None:
+    assert len(pipeline.acquire_calls) == 1
+    assert pipeline.acquire_calls[0]["use_network"] is False  # --offline
+    m = pipeline.mnist
+    tr, va = train_val_indices(600, 0.15, 42)
+    train_x, train_y = load_split(pipeline.path("data/mnist/train.npz"))
+    val_x, val_y = load_split(pipeline.path("data/mnist/val.npz"))
+    test_x, test_y = load_split(pipeline.path("data/mnist/test.npz"))
+    assert (len(train_x), len(val_x), len(test_x)) == (510, 90, 100)
+    assert train_x.dtype == torch.uint8 and train_y.dtype == torch.int64
+    np.testing.assert_array_equal(train_x.numpy(), m.train_images[tr])
+    np.testing.assert_array_equal(val_y.numpy(), m.train_labels[va])
+    np.testing.assert_array_equal(test_x.numpy(), m.test_images)
+    np.testing.assert_array_equal(test_y.numpy(), m.test_labels)
+
+    meta = pipeline.json("data/mnist/meta.json")
+    assert meta["source"] == "existing"
+    assert meta["raw_md5"] == RAW_FILES
+    assert (meta["seed"], meta["val_frac"]) == (42, 0.15)
+    assert (meta["n_train"], meta["n_val"], meta["n_test"]) == (510, 90, 100)
+    assert meta["train_class_counts"] == np.bincount(m.train_labels[tr], minlength=10).tolist()
+    assert meta["val_class_counts"] == np.bincount(m.train_labels[va], minlength=10).tolist()
+    assert sum(meta["train_class_counts"]) == 510
+
+
+# --------------------------------------------------------------------------- prepare_class
+def test_prepare_class_cache_and_rejected(pipeline: Pipeline) -> None:
+    cs = load_class(pipeline.path("data/class/digits.npz"))
+    assert cs.files.tolist() == pipeline.class_files  # sorted by name, bad entries left out
+    assert cs.images.shape == (30, 28, 28) and cs.images.dtype == np.uint8
+    assert cs.labels.tolist() == [int(f[0]) for f in pipeline.class_files]
+    assert cs.groups.tolist() == [int(f.split("-")[1]) for f in pipeline.class_files]
+    assert set(cs.members.tolist()) == {1}
+    assert np.bincount(cs.groups).tolist() == [0, 10, 10, 10]
+
+    rejected = {row["file"]: row["reason"] for row in pipeline.csv("reports/class/rejected.csv")}
+    assert set(rejected) == set(BAD_ENTRIES)
+    for name, reason in BAD_ENTRIES.items():
+        assert reason in rejected[name], (name, rejected[name])
+
+
+# --------------------------------------------------------------------------- train
+def test_train_checkpoint_and_dvclive_outputs(pipeline: Pipeline) -> None:
+    model, ckpt = load_checkpoint(pipeline.path("models/model.pt"))
+    assert ckpt["model_config"]["kind"] == "mlp" and ckpt["model_config"]["hidden"] == [128]
+    summary = pipeline.json("reports/train/metrics.json")
+    assert summary["epochs_run"] == 2
+    assert summary["best_epoch"] in (1, 2)
+    assert ckpt["extra"]["best_epoch"] == summary["best_epoch"]
+    assert ckpt["extra"]["best_val_loss"] == pytest.approx(summary["best_val_loss"])
+    assert summary["best_val_acc"] > 0.8  # the bars are easy
+    # The kept weights are the best epoch's: re-evaluating gives the recorded val accuracy.
+    val_x, val_y = load_split(pipeline.path("data/mnist/val.npz"))
+    acc = (predict_logits(model, val_x).argmax(1) == val_y).double().mean().item()
+    assert acc == pytest.approx(summary["best_val_acc"])
+
+    # Every per-epoch series dvc.yaml plots exists, one row per epoch.
+    dvc = yaml.safe_load((REPO / "dvc.yaml").read_text(encoding="utf-8"))
+    tsvs = [
+        f
+        for entry in dvc["plots"]
+        if isinstance(entry, dict)
+        for spec in entry.values()
+        for f in spec.get("y", {})
+        if f.startswith("reports/train/")
+    ]
+    assert len(tsvs) == 4
+    for rel in tsvs:
+        rows = pipeline.path(rel).read_text(encoding="utf-8").splitlines()
+        assert rows[0].split("\t") == ["step", rel.rsplit("/", 1)[1].removesuffix(".tsv")]
+        assert [r.split("\t")[0] for r in rows[1:]] == ["0", "1"]
+    val_loss = pipeline.path("reports/train/plots/metrics/val/loss.tsv").read_text().splitlines()
+    best = float(val_loss[summary["best_epoch"]].split("\t")[1])
+    assert best == pytest.approx(summary["best_val_loss"])
+
+
+# --------------------------------------------------------------------------- evaluate_mnist
+def test_evaluate_mnist_outputs(pipeline: Pipeline) -> None:
+    m = pipeline.json("reports/mnist/metrics.json")
+    assert set(m) == {"accuracy", "ci_low", "ci_high", "loss", "n", "per_class_loss"}
+    assert m["n"] == 100
+    assert list(m["per_class_loss"]) == [str(d) for d in range(10)]
+    assert all(v is not None and v >= 0 for v in m["per_class_loss"].values())
+
+    rows = pipeline.csv("reports/mnist/predictions.csv")
+    assert len(rows) == 100 and list(rows[0]) == ["actual", "predicted"]
+    actual = np.array([int(r["actual"]) for r in rows])
+    predicted = np.array([int(r["predicted"]) for r in rows])
+    np.testing.assert_array_equal(actual, pipeline.mnist.test_labels)
+    correct = int((actual == predicted).sum())
+    assert m["accuracy"] == correct / 100
+    assert m["accuracy"] > 0.8
+    assert (m["ci_low"], m["ci_high"]) == pytest.approx(wilson_interval(correct, 100))
+
+    # Independent recomputation from the checkpoint.
+    model, _ = load_checkpoint(pipeline.path("models/model.pt"))
+    logits = predict_logits(model, torch.from_numpy(pipeline.mnist.test_images))
+    np.testing.assert_array_equal(logits.argmax(1).numpy(), predicted)
+    loss = torch.nn.functional.cross_entropy(logits, torch.from_numpy(actual)).item()
+    assert m["loss"] == pytest.approx(loss, rel=1e-5)
+
+    per_class = pipeline.csv("reports/mnist/per_class_loss.csv")
+    assert [r["digit"] for r in per_class] == [f"digit {d}" for d in range(10)]
+    assert float(per_class[3]["loss"]) == pytest.approx(m["per_class_loss"]["3"], abs=1e-5)
+    for png in ("confusion.png", "per_class_loss.png"):
+        assert _is_png(pipeline.path(f"reports/mnist/{png}")), png
+
+
+# --------------------------------------------------------------------------- evaluate_class
+def _class_predictions(pipeline: Pipeline) -> tuple[np.ndarray, np.ndarray]:
+    rows = pipeline.csv("reports/class/predictions.csv")
+    return np.array([int(r["actual"]) for r in rows]), np.array([int(r["predicted"]) for r in rows])
+
+
+def test_evaluate_class_outputs(pipeline: Pipeline) -> None:
+    m = pipeline.json("reports/class/metrics.json")
+    assert set(m) == {
+        "accuracy",
+        "ci_low",
+        "ci_high",
+        "loss",
+        "n",
+        "per_class_loss",
+        "without_flagged",
+    }
+    assert m["n"] == 30
+    actual, predicted = _class_predictions(pipeline)
+    np.testing.assert_array_equal(actual, [int(f[0]) for f in pipeline.class_files])
+    assert m["accuracy"] == pytest.approx((actual == predicted).mean())
+
+    wf = m["without_flagged"]
+    assert wf["n"] == m["n"] - 1
+    keep = np.array([f != FLAGGED_FILE for f in pipeline.class_files])
+    assert wf["accuracy"] == pytest.approx((actual[keep] == predicted[keep]).mean())
+    assert set(wf) == {"accuracy", "ci_low", "ci_high", "loss", "n"}
+    for png in ("confusion.png", "per_class_loss.png", "misclassified.png"):
+        assert _is_png(pipeline.path(f"reports/class/{png}")), png
+
+
+# --------------------------------------------------------------------------- evaluate_groups
+def test_evaluate_groups_outputs(pipeline: Pipeline) -> None:
+    g = pipeline.json("reports/groups/metrics.json")["groups"]
+    assert list(g) == ["1", "2", "3"]
+    assert [g[k]["n"] for k in g] == [10, 10, 10]
+    assert [g[k]["without_flagged"]["n"] for k in g] == [9, 10, 10]
+
+    actual, predicted = _class_predictions(pipeline)
+    groups = np.array([int(f.split("-")[1]) for f in pipeline.class_files])
+    for gid, block in g.items():
+        sel = groups == int(gid)
+        assert block["accuracy"] == pytest.approx((actual[sel] == predicted[sel]).mean())
+    klass = pipeline.json("reports/class/metrics.json")
+    assert sum(b["accuracy"] * b["n"] for b in g.values()) == pytest.approx(klass["accuracy"] * 30)
+    assert sum(b["loss"] * b["n"] for b in g.values()) == pytest.approx(klass["loss"] * 30)
+
+    rows = pipeline.csv("reports/groups/groups.csv")
+    assert [r["group"] for r in rows] == ["group 1", "group 2", "group 3"]
+    assert [int(r["n"]) for r in rows] == [10, 10, 10]
+    assert float(rows[1]["accuracy"]) == pytest.approx(g["2"]["accuracy"], abs=1e-4)
+    for png in ("groups.png", "group_digit_accuracy.png"):
+        assert _is_png(pipeline.path(f"reports/groups/{png}")), png
+
+
+# --------------------------------------------------------------------------- report
+def test_report_contents(pipeline: Pipeline) -> None:
+    text = pipeline.path("reports/report.md").read_text(encoding="utf-8")
+    mnist = pipeline.json("reports/mnist/metrics.json")
+    klass = pipeline.json("reports/class/metrics.json")
+    train = pipeline.json("reports/train/metrics.json")
+    assert text.startswith("# MNIST → real handwriting: pipeline report")
+    assert "## Headline" in text and "| set | accuracy | 95% interval | loss | n |" in text
+    assert f"| MNIST test | {100 * mnist['accuracy']:.2f}% |" in text
+    assert f"| class digits (usable) | {100 * klass['accuracy']:.2f}% |" in text
+    assert f"| {klass['without_flagged']['n']} |" in text
+    assert "## Reference report vs this run" in text
+    assert "| MNIST test accuracy | 98.00% (~) |" in text
+    for gid in range(1, 11):  # the reference's ten groups, ours beside where present
+        assert f"| group {gid} accuracy (n) |" in text
+    assert f"Training kept epoch {train['best_epoch']} of 2" in text
+    leakage = text.split("## Leakage check", 1)[1].split("\n## ", 1)[0]
+    assert "1 of 30 class digits" in leakage and "0.1" in leakage  # flagged, threshold
+    assert "1: 1" in leakage  # flagged per group
+    assert f"{len(BAD_ENTRIES)} entries of the class folder were not used" in text
+    for name in BAD_ENTRIES:
+        assert f"| `{name}` |" in text
+    # The params block is the whole validated params file.
+    block = re.search(r"## Parameters used\n\n```yaml\n(.*?)```", text, re.DOTALL)
+    assert block is not None
+    assert yaml.safe_load(block.group(1)) == load_params(pipeline.params)
+
+
+def test_report_is_deterministic(pipeline: Pipeline, tmp_path: Path) -> None:
+    out = tmp_path / "again.md"
+    argv = ["--reports", str(pipeline.path("reports")), "--params", str(pipeline.params)]
+    stages.report.main([*argv, "--out", str(out)])
+    assert out.read_bytes() == pipeline.path("reports/report.md").read_bytes()
+
+
+# --------------------------------------------------------------------------- errors
+def _one_error_line(err: str, stage: str) -> str:
+    assert "Traceback" not in err, err
+    lines = [ln for ln in err.splitlines() if ln.startswith(f"{stage}: ")]
+    assert len(lines) == 1, err
+    assert lines[0].startswith(f"{stage}: error: "), lines[0]
+    return lines[0]
+
+
+def test_prepare_class_missing_folder(
+    tmp_path: Path, params_file: Callable[..., Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = [
+        "--dir",
+        str(tmp_path / "nope"),
+        "--out",
+        str(tmp_path / "digits.npz"),
+        "--rejected",
+        str(tmp_path / "rejected.csv"),
+        "--params",
+        str(params_file()),
+    ]
+    assert run_stage("prepare_class", stages.prepare_class.main, argv) == 1
+    line = _one_error_line(capsys.readouterr().err, "prepare_class")
+    assert "class digit folder not found" in line and "nope" in line
+    assert not (tmp_path / "digits.npz").exists()
+
+
+def test_prepare_class_without_usable_images_still_lists_rejects(
+    tmp_path: Path, params_file: Callable[..., Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder = tmp_path / "bad"
+    folder.mkdir()
+    (folder / "readme.md").write_text("x", encoding="utf-8")
+    (folder / "3-1-1.png").write_bytes(b"")
+    argv = [
+        "--dir",
+        str(folder),
+        "--out",
+        str(tmp_path / "digits.npz"),
+        "--rejected",
+        str(tmp_path / "rejected.csv"),
+        "--params",
+        str(params_file()),
+    ]
+    assert run_stage("prepare_class", stages.prepare_class.main, argv) == 1
+    line = _one_error_line(capsys.readouterr().err, "prepare_class")
+    assert "no usable class digit images" in line
+    text = (tmp_path / "rejected.csv").read_text(encoding="utf-8")
+    assert text.splitlines() == [
+        "file,reason",
+        "3-1-1.png,empty file",
+        "readme.md,not a PNG file name (expected <digit>-<group>-<member>.png)",
+    ]
+    assert not (tmp_path / "digits.npz").exists()
+
+
+def test_prepare_class_with_the_tiny_folder(
+    tmp_path: Path, tiny_class_dir: Path, params_file: Callable[..., Path]
+) -> None:
+    params = params_file(**{"class_digits.preprocess": "seed"})
+    stages.prepare_class.main(
+        [
+            "--dir",
+            str(tiny_class_dir),
+            "--out",
+            str(tmp_path / "d.npz"),
+            "--rejected",
+            str(tmp_path / "r.csv"),
+            "--params",
+            str(params),
+        ]
+    )
+    cs = load_class(tmp_path / "d.npz")
+    assert len(cs.files) == 30
+    # 'seed' preprocessing of a 28x28 grey PNG is the identity: the pixels come back as drawn.
+    first = np.array(Image.open(tiny_class_dir / cs.files[0]))
+    np.testing.assert_array_equal(cs.images[0], first)
+    assert (tmp_path / "r.csv").read_text(encoding="utf-8") == "file,reason\n"
+
+
+def test_bad_lr_fails_before_any_work(
+    tmp_path: Path,
+    tiny_mnist: Any,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    text = (REPO / "params.yaml").read_text(encoding="utf-8").replace("lr: 1.0e-3", "lr: 1e-3")
+    params = tmp_path / "params.yaml"
+    params.write_text(text, encoding="utf-8")
+    argv = [
+        "--data",
+        str(tiny_mnist.root),
+        "--model",
+        str(tmp_path / "model.pt"),
+        "--live",
+        str(tmp_path / "live"),
+        "--params",
+        str(params),
+    ]
+    assert run_stage("train", stages.train.main, argv) == 1
+    line = _one_error_line(capsys.readouterr().err, "train")
+    assert "'lr'" in line and "1.0e-3" in line
+    assert not (tmp_path / "model.pt").exists() and not (tmp_path / "live").exists()
+
+
+def test_stale_leakage_report_is_refused(
+    pipeline: Pipeline, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    lines = pipeline.path("reports/leakage/leakage.csv").read_text(encoding="utf-8").splitlines()
+    stale = tmp_path / "leakage.csv"
+    stale.write_text("\n".join(lines[:-1]) + "\n", encoding="utf-8")  # one digit short
+    argv = [
+        "--model",
+        str(pipeline.path("models/model.pt")),
+        "--data",
+        str(pipeline.path("data/class/digits.npz")),
+        "--leakage",
+        str(stale),
+        "--out",
+        str(tmp_path / "out"),
+        "--params",
+        str(pipeline.params),
+    ]
+    for name, stage in (
+        ("evaluate_class", stages.evaluate_class),
+        ("evaluate_groups", stages.evaluate_groups),
+    ):
+        assert run_stage(name, stage.main, argv) == 1
+        line = _one_error_line(capsys.readouterr().err, name)
+        assert "rerun the leakage stage" in line
+    assert not (tmp_path / "out" / "metrics.json").exists()
+
+
+def test_evaluate_refuses_a_file_that_is_not_a_checkpoint(
+    tmp_path: Path,
+    tiny_mnist: Any,
+    params_file: Callable[..., Path],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    bogus = tmp_path / "model.pt"
+    torch.save([1, 2, 3], bogus)
+    argv = [
+        "--model",
+        str(bogus),
+        "--data",
+        str(tiny_mnist.root / "test.npz"),
+        "--out",
+        str(tmp_path / "out"),
+        "--params",
+        str(params_file(fast=True)),
+    ]
+    assert run_stage("evaluate_mnist", stages.evaluate_mnist.main, argv) == 1
+    assert "not a mnistgap checkpoint" in _one_error_line(capsys.readouterr().err, "evaluate_mnist")
