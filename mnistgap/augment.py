@@ -409,6 +409,24 @@ def elastic_displacement(
     return field_.permute(0, 2, 3, 1) * (cfg.alpha * scale)
 
 
+def _affine_grid(theta: torch.Tensor, h: int, w: int) -> torch.Tensor:
+    """Same numbers as ``F.affine_grid(theta, [n, 1, h, w], align_corners=False)``, faster.
+
+    F.affine_grid does a batched matmul of (n, h*w, 3) by (n, 3, 2), the slowest step of
+    augmentation on CPU; one plain GEMM of the shared (h*w, 3) base grid by all n thetas at
+    once is ~3x faster.
+    """
+    dtype, device = theta.dtype, theta.device
+    # Pixel-centre coordinates in [-1, 1] (align_corners=False), plus the constant 1.
+    xs = (torch.arange(w, dtype=dtype, device=device) * 2 + 1) / w - 1
+    ys = (torch.arange(h, dtype=dtype, device=device) * 2 + 1) / h - 1
+    ones = torch.ones(h, w, dtype=dtype, device=device)
+    base = torch.stack(torch.broadcast_tensors(xs[None, :], ys[:, None], ones), -1)
+    out = base.reshape(h * w, 3) @ theta.reshape(-1, 3).T  # (h*w, 2n)
+    # grid_sample is ~5x slower on a non-contiguous grid, so pay for one copy here.
+    return out.T.reshape(-1, 2, h, w).permute(0, 2, 3, 1).contiguous()
+
+
 def _geometric(x: torch.Tensor, cfg: AugmentConfig, generator: torch.Generator) -> torch.Tensor:
     """Affine and elastic in one grid and one bilinear grid_sample.
 
@@ -420,7 +438,7 @@ def _geometric(x: torch.Tensor, cfg: AugmentConfig, generator: torch.Generator) 
     # Affine parameters are drawn before the elastic field, so the affine part for a given
     # seed is the same whether elastic is on or off (and alpha=0 equals affine-only).
     theta = random_affine_matrices(n, cfg.affine, generator, x.device, x.dtype, size=(h, w))
-    grid = F.affine_grid(theta, [n, 1, h, w], align_corners=False)
+    grid = _affine_grid(theta, h, w)
     if cfg.elastic.enabled:
         grid = grid + elastic_displacement(n, cfg.elastic, generator, (h, w), x.device, x.dtype)
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)

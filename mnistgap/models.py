@@ -34,6 +34,22 @@ class ModelConfig:
     cnn_channels: list[int] = field(default_factory=lambda: [32, 64])
 
 
+class Dropout(nn.Dropout):
+    """``nn.Dropout`` with a cheaper mask on CPU: ``rand() >= p`` instead of ``bernoulli_``.
+
+    Same distribution and scaling (kept units are multiplied by 1 / (1 - p)), but CPU
+    ``bernoulli_`` costs about 2x a uniform draw and was 20% of a training step. The mask is
+    drawn in float32 even under bf16 autocast, so p is not quantised to bf16's 8 bits.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p == 0:
+            return x
+        # In place on the float draw: no bool tensor and no dtype promotions (each a copy).
+        mask = torch.rand(x.shape, device=x.device).ge_(self.p).mul_(1.0 / (1.0 - self.p))
+        return x * mask.to(x.dtype)
+
+
 class MLP(nn.Module):
     """784 -> hidden... -> 10, ReLU and dropout after every hidden layer (the report's Figure 1)."""
 
@@ -42,7 +58,7 @@ class MLP(nn.Module):
         layers: list[nn.Module] = [nn.Flatten()]
         width = IMAGE_SIZE * IMAGE_SIZE
         for h in hidden:
-            layers += [nn.Linear(width, h), nn.ReLU(), nn.Dropout(dropout)]
+            layers += [nn.Linear(width, h), nn.ReLU(), Dropout(dropout)]
             width = h
         layers.append(nn.Linear(width, NUM_CLASSES))
         self.net = nn.Sequential(*layers)
@@ -74,7 +90,7 @@ class CNN(nn.Module):
             nn.Flatten(),
             nn.Linear(c_in * size * size, 128),
             nn.ReLU(),
-            nn.Dropout(dropout),
+            Dropout(dropout),
             nn.Linear(128, NUM_CLASSES),
         ]
         self.net = nn.Sequential(*layers)

@@ -89,7 +89,7 @@ def render_report(
     out.append(
         f"\nTraining kept epoch {train.get('best_epoch')} of {train.get('epochs_run')} "
         f"(best validation loss {_num(train.get('best_val_loss'))}, accuracy "
-        f"{_pct(train.get('best_val_acc'))}) after {train.get('train_seconds', '—')} s. "
+        f"{_pct(train.get('best_val_acc'))}). "
         f"{len(rejected)} entries of the class folder were not used (see "
         "[`class/rejected.csv`](class/rejected.csv)).\n"
     )

@@ -121,6 +121,10 @@ def train_model(
     ``cfg.patience == 0``) and is in eval mode. ``on_epoch`` receives each epoch's metrics.
     """
     torch.manual_seed(cfg.seed)  # dropout masks; weight init happened before, from the caller
+    # Late in training many gradients and Adam moments underflow to denormal floats, which
+    # x86 CPUs handle ~100x slower (epochs got 50% slower). Flushing them to zero changes
+    # nothing measurable in the results. Set before the thread pool starts so workers inherit.
+    torch.set_flush_denormal(True)
     model.to(device)
     shuffle_gen = torch.Generator().manual_seed(cfg.seed)
     aug_gen = torch.Generator(device=device).manual_seed(cfg.seed + 1)

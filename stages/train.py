@@ -103,7 +103,6 @@ def main(argv: list[str] | None = None) -> None:
                 "epochs_run": result.epochs_run,
                 "best_val_loss": best["val_loss"],
                 "best_val_acc": best["val_acc"],
-                "train_seconds": round(result.seconds, 2),
             }
         )
         live.make_summary()
