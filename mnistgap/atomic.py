@@ -3,21 +3,30 @@
 A killed run therefore leaves either the previous file or the complete new one,
 never a half-written model, array or report (``os.replace`` is atomic on POSIX
 when source and target are on the same filesystem, which a sibling temp file is).
+
+Whole folders written by other libraries (dvclive) get the same treatment one level up:
+the writer fills a fresh hidden sibling (:func:`partial_dir`), and :func:`replace_dir` swaps
+it into place once it is complete; :func:`remove_stale_dirs` clears what killed runs left.
 """
 
 from __future__ import annotations
 
 import contextlib
 import csv
+import glob
 import io
 import json
+import logging
 import os
+import shutil
 import tempfile
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import IO, Any
 
 import numpy as np
+
+log = logging.getLogger(__name__)
 
 
 @contextlib.contextmanager
@@ -93,3 +102,102 @@ def save_figure(path: str | os.PathLike[str], fig: Any, dpi: int = 120) -> None:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
     write_bytes(path, buf.getvalue())
+
+
+def partial_dir(dst: str | os.PathLike[str]) -> Path:
+    """The work folder in which this process builds the next ``dst``: ``.<name>.partial-<pid>``.
+
+    A hidden sibling of ``dst`` (same filesystem, so :func:`replace_dir` is two renames, and a
+    dot-name that the repository's ``.gitignore`` ignores). Not created here.
+    """
+    target = Path(dst)
+    return target.parent / f".{target.name}.partial-{os.getpid()}"
+
+
+def _old_dir(dst: Path) -> Path:
+    return dst.parent / f".{dst.name}.old-{os.getpid()}"
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return False  # our own leftovers (an earlier failed call in this process) are stale
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # exists, owned by someone else
+    # A killed child whose parent died too may linger as a zombie (state Z) where nothing
+    # reaps orphans (some containers): it signals fine but will never write again.
+    with contextlib.suppress(OSError, IndexError):
+        stat = Path(f"/proc/{pid}/stat").read_text(encoding="ascii", errors="replace")
+        if stat.rsplit(")", 1)[1].split()[0] == "Z":
+            return False
+    return True
+
+
+def remove_stale_dirs(dst: str | os.PathLike[str]) -> list[Path]:
+    """Remove the ``.partial-<pid>`` / ``.old-<pid>`` siblings of ``dst`` left by killed runs.
+
+    Folders of processes that are still alive are left alone (a concurrent run is using
+    them). If ``dst`` itself is missing because a run was killed between the two renames of
+    :func:`replace_dir`, its complete previous copy is first moved back. Returns the removed
+    folders.
+    """
+    target = Path(dst)
+    if not target.parent.is_dir():
+        return []
+    stale: list[tuple[str, Path]] = []
+    for kind in ("old", "partial"):
+        for path in sorted(target.parent.glob(f".{glob.escape(target.name)}.{kind}-*")):
+            pid = path.name.rsplit("-", 1)[1]
+            if pid.isdigit() and _pid_alive(int(pid)):
+                continue
+            stale.append((kind, path))
+    removed: list[Path] = []
+    for kind, path in stale:
+        if kind == "old" and not target.exists() and path.is_dir():
+            log.warning("restoring %s from %s (a run was killed while replacing it)", dst, path)
+            path.replace(target)
+            continue
+        log.info("removing %s left by an interrupted run", path)
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+        removed.append(path)
+    return removed
+
+
+def replace_dir(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> None:
+    """Move the complete folder ``src`` onto ``dst``, replacing any previous ``dst`` entirely.
+
+    ``src`` must be on the same filesystem as ``dst`` (use :func:`partial_dir`), so both
+    steps are cheap renames. POSIX cannot atomically rename a folder onto a non-empty one,
+    so the previous ``dst`` is first renamed aside to ``.<name>.old-<pid>``, then ``src``
+    becomes ``dst``, then the old copy is deleted. The only window in which ``dst`` does not
+    exist lies between those two renames (microseconds); a kill there leaves the complete
+    previous copy under its ``.old-<pid>`` name, which :func:`remove_stale_dirs` moves back.
+    A kill during the final deletion only leaves a stale ``.old-<pid>`` folder, removed too.
+    """
+    source, target = Path(src), Path(dst)
+    if not source.is_dir():
+        raise NotADirectoryError(f"replace_dir: source is not a directory: {source}")
+    old = _old_dir(target)
+    if old.exists():
+        shutil.rmtree(old)
+    had_previous = target.exists() or target.is_symlink()
+    if had_previous:
+        target.replace(old)
+    try:
+        source.replace(target)
+    except BaseException:
+        if had_previous:
+            old.replace(target)  # put the previous copy back before reporting the failure
+        raise
+    if had_previous:
+        if old.is_dir() and not old.is_symlink():
+            shutil.rmtree(old)
+        else:
+            old.unlink()

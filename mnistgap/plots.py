@@ -69,7 +69,9 @@ def group_bar_figure(
     n = [groups[g]["n"] for g in ids]
     x = np.arange(len(ids))
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(max(8, 0.7 * len(ids) + 4), 4))
-    ax1.bar(x, acc, color="tab:blue", yerr=[acc - low, high - acc], capsize=3)
+    # Clip: matplotlib rejects negative error bars, which float rounding could produce.
+    yerr = np.clip(np.stack([acc - low, high - acc]), 0.0, None)
+    ax1.bar(x, acc, color="tab:blue", yerr=yerr, capsize=3)
     ax1.set(
         xticks=x,
         xticklabels=[f"{g}\n(n={k})" for g, k in zip(ids, n, strict=True)],

@@ -4,25 +4,31 @@ Reads  data/mnist/train.npz, data/mnist/val.npz and the training params.
 Writes models/model.pt (self-describing checkpoint) and reports/train/ (dvclive: per-epoch
 train/validation loss and accuracy under plots/metrics/, summary metrics.json with
 best_epoch and epochs_run).
+
+Kill-safe: dvclive writes into a fresh hidden sibling of --live (``reports/.train.partial-<pid>``),
+which replaces --live only after the checkpoint is saved, so a killed run leaves the previous
+model and reports untouched; the next run removes the partial folder.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import shutil
 import sys
 from pathlib import Path
 
 import torch
 from dvclive import Live
 
+from mnistgap import atomic
 from mnistgap.augment import AugmentConfig
 from mnistgap.cli import run_stage
 from mnistgap.config import load_params
 from mnistgap.data import load_split
 from mnistgap.device import select_device
 from mnistgap.models import ModelConfig, build_model, save_checkpoint
-from mnistgap.training import TrainConfig, train_model
+from mnistgap.training import TrainConfig, TrainResult, train_model
 
 log = logging.getLogger("stages.train")
 
@@ -83,8 +89,55 @@ def main(argv: list[str] | None = None) -> None:
     torch.manual_seed(p["seed"])  # weight initialisation
     model = build_model(model_cfg)
 
-    # One dvclive folder for this stage only (Live() wipes it); dvc.yaml is hand-written.
-    with Live(str(args.live), dvcyaml=False, save_dvc_exp=False) as live:
+    # Live() wipes its folder at start, so it never writes into --live itself: it fills a
+    # fresh sibling that replaces --live at the very end (after the checkpoint). Work folders
+    # of earlier killed runs are removed first. dvc.yaml is hand-written (dvcyaml=False).
+    atomic.remove_stale_dirs(args.live)
+    partial = atomic.partial_dir(args.live)
+    try:
+        result, best = _train_and_log(
+            partial, model, train_x, train_y, val_x, val_y, train_cfg, augment, device
+        )
+        save_checkpoint(
+            args.model,
+            model.cpu(),
+            model_cfg,
+            extra={
+                "best_epoch": result.best_epoch,
+                "epochs_run": result.epochs_run,
+                "best_val_loss": best["val_loss"],
+            },
+        )
+        # A kill between the checkpoint and this swap leaves the new model beside the old
+        # reports, each complete; dvc.lock is not updated then, so `dvc repro` reruns.
+        atomic.replace_dir(partial, args.live)
+    finally:
+        # Only left when training or saving failed (an exception, Ctrl-C).
+        shutil.rmtree(partial, ignore_errors=True)
+    log.info(
+        "kept epoch %d of %d (val loss %.4f, acc %.4f) in %.1fs -> %s",
+        result.best_epoch,
+        result.epochs_run,
+        best["val_loss"],
+        best["val_acc"],
+        result.seconds,
+        args.model,
+    )
+
+
+def _train_and_log(
+    live_dir: Path,
+    model: torch.nn.Module,
+    train_x: torch.Tensor,
+    train_y: torch.Tensor,
+    val_x: torch.Tensor,
+    val_y: torch.Tensor,
+    train_cfg: TrainConfig,
+    augment: AugmentConfig,
+    device: torch.device,
+) -> tuple[TrainResult, dict[str, float]]:
+    """Train ``model`` with dvclive logging into ``live_dir``; return the result and best row."""
+    with Live(str(live_dir), dvcyaml=False, save_dvc_exp=False) as live:
 
         def on_epoch(row: dict[str, float]) -> None:
             for split in ("train", "val"):
@@ -106,26 +159,7 @@ def main(argv: list[str] | None = None) -> None:
             }
         )
         live.make_summary()
-
-    save_checkpoint(
-        args.model,
-        model.cpu(),
-        model_cfg,
-        extra={
-            "best_epoch": result.best_epoch,
-            "epochs_run": result.epochs_run,
-            "best_val_loss": best["val_loss"],
-        },
-    )
-    log.info(
-        "kept epoch %d of %d (val loss %.4f, acc %.4f) in %.1fs -> %s",
-        result.best_epoch,
-        result.epochs_run,
-        best["val_loss"],
-        best["val_acc"],
-        result.seconds,
-        args.model,
-    )
+    return result, best
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import stat
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -132,3 +133,87 @@ def test_stricter_umask_is_respected(tmp_path: Path) -> None:
     finally:
         os.umask(old)
     assert stat.S_IMODE((tmp_path / "private.txt").stat().st_mode) == 0o600
+
+
+# --------------------------------------------------------------------------- folders
+def _dead_pid() -> int:
+    """The id of a process that has exited (and been reaped)."""
+    proc = subprocess.Popen(["true"])
+    proc.wait()
+    return proc.pid
+
+
+def _tree(folder: Path) -> dict[str, bytes]:
+    return {
+        str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()
+    }
+
+
+def test_replace_dir_swaps_in_the_new_folder(tmp_path: Path) -> None:
+    dst = tmp_path / "reports" / "train"
+    (dst / "plots").mkdir(parents=True)
+    (dst / "metrics.json").write_text("old")
+    (dst / "plots" / "stale.tsv").write_text("only in the old run")
+    new = atomic.partial_dir(dst)
+    assert new.parent == dst.parent and new.name == f".train.partial-{os.getpid()}"
+    (new / "plots").mkdir(parents=True)
+    (new / "metrics.json").write_text("new")
+    (new / "plots" / "loss.tsv").write_text("step\tloss\n0\t1.0\n")
+
+    atomic.replace_dir(new, dst)
+    # The new folder replaces the old one entirely (no stale file survives), and neither the
+    # partial nor the aside copy is left behind.
+    assert _tree(dst) == {"metrics.json": b"new", "plots/loss.tsv": b"step\tloss\n0\t1.0\n"}
+    assert sorted(p.name for p in dst.parent.iterdir()) == ["train"]
+
+
+def test_replace_dir_without_previous_and_bad_source(tmp_path: Path) -> None:
+    src, dst = tmp_path / ".out.partial-1", tmp_path / "out"
+    src.mkdir()
+    (src / "a").write_text("x")
+    atomic.replace_dir(src, dst)
+    assert _tree(dst) == {"a": b"x"} and not src.exists()
+    with pytest.raises(NotADirectoryError):
+        atomic.replace_dir(tmp_path / "missing", dst)
+    assert _tree(dst) == {"a": b"x"}
+
+
+def test_remove_stale_dirs(tmp_path: Path) -> None:
+    dst = tmp_path / "train"
+    dst.mkdir()
+    (dst / "m.json").write_text("current")
+    dead, alive = _dead_pid(), os.getppid()
+    for name in (
+        f".train.partial-{dead}",
+        f".train.old-{dead}",
+        f".train.partial-{os.getpid()}",  # this process's own leftover is stale too
+        f".train.partial-{alive}",  # a concurrent run still writing: left alone
+        f".other.partial-{dead}",  # another target's folder: not ours to touch
+    ):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "f").write_text("x")
+    removed = atomic.remove_stale_dirs(dst)
+    assert sorted(p.name for p in removed) == sorted(
+        [f".train.old-{dead}", f".train.partial-{dead}", f".train.partial-{os.getpid()}"]
+    )
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        ["train", f".train.partial-{alive}", f".other.partial-{dead}"]
+    )
+    assert _tree(dst) == {"m.json": b"current"}
+    assert atomic.remove_stale_dirs(tmp_path / "no" / "such") == []
+
+
+def test_kill_between_the_renames_is_repaired(tmp_path: Path) -> None:
+    """A run killed after moving the old folder aside but before moving the new one in:
+    the target is missing, its complete previous copy is restored, the partial dropped."""
+    dst = tmp_path / "train"
+    dead = _dead_pid()
+    old, partial = tmp_path / f".train.old-{dead}", tmp_path / f".train.partial-{dead}"
+    old.mkdir()
+    (old / "metrics.json").write_text("previous")
+    partial.mkdir()
+    (partial / "metrics.json").write_text("complete but never swapped in")
+    removed = atomic.remove_stale_dirs(dst)
+    assert removed == [partial]
+    assert _tree(dst) == {"metrics.json": b"previous"}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["train"]
