@@ -86,7 +86,7 @@ def test_cnn_output_shape() -> None:
     assert model(x).shape == (3, 10)
     assert model(x.squeeze(1)).shape == (3, 10)  # (B, 28, 28) gets its channel axis
     convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
-    assert [c.out_channels for c in convs] == [4, 4, 8, 8]
+    assert [c.out_channels for c in convs] == [4, 8]  # one 3x3 conv per block
     last = next(m for m in model.modules() if isinstance(m, nn.Linear))
     assert last.in_features == 8 * 7 * 7  # two 2x2 max-pools: 28 -> 14 -> 7
 
