@@ -32,17 +32,8 @@ def run(kind: str, p: dict, device: torch.device, data: Path, class_data: Path |
     vx, vy = load_split(data / "val.npz")
     test_x, test_y = load_split(data / "test.npz")
     torch.manual_seed(p["seed"])
-    model = build_model(ModelConfig(kind, p["hidden"], p["dropout"], p["cnn_channels"]))
-    cfg = TrainConfig(
-        lr=p["lr"],
-        batch_size=p["batch_size"],
-        max_epochs=p["max_epochs"],
-        patience=p["patience"],
-        lr_schedule=p["lr_schedule"],
-        seed=p["seed"],
-        precision=p["precision"],
-        eval_batch_size=p["eval_batch_size"],
-    )
+    model = build_model(ModelConfig.from_params({**p, "model": kind}))
+    cfg = TrainConfig.from_params(p)
     t0 = time.perf_counter()
     result = train_model(model, tx, ty, vx, vy, cfg, AugmentConfig.from_dict(p["augment"]), device)
     out = {

@@ -87,17 +87,8 @@ def run_ours(data: Path, epochs: int) -> dict:
     train_x, train_y = load_split(data / "train.npz")
     val_x, val_y = load_split(data / "val.npz")
     torch.manual_seed(p["seed"])
-    model = build_model(ModelConfig("mlp", p["hidden"], p["dropout"], p["cnn_channels"]))
-    cfg = TrainConfig(
-        lr=p["lr"],
-        batch_size=p["batch_size"],
-        max_epochs=epochs,
-        patience=0,
-        lr_schedule=p["lr_schedule"],
-        seed=p["seed"],
-        precision=p["precision"],
-        eval_batch_size=p["eval_batch_size"],
-    )
+    model = build_model(ModelConfig.from_params({**p, "model": "mlp"}))
+    cfg = TrainConfig.from_params({**p, "max_epochs": epochs, "patience": 0})
     result = train_model(
         model,
         train_x,

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import argparse
 import logging
 import os
 import sys
 from collections.abc import Callable
+from pathlib import Path
 
 log = logging.getLogger("mnistgap")
 
@@ -46,3 +48,14 @@ def run_stage(
         print(f"{name}: interrupted", file=sys.stderr)
         return 130
     return 0
+
+
+def class_eval_parser(description: str, out_default: str) -> argparse.ArgumentParser:
+    """Arguments shared by the stages that evaluate the model on the cached class digits."""
+    ap = argparse.ArgumentParser(description=description)
+    ap.add_argument("--model", type=Path, default=Path("models/model.pt"))
+    ap.add_argument("--data", type=Path, default=Path("data/class/digits.npz"))
+    ap.add_argument("--leakage", type=Path, default=Path("reports/leakage/leakage.csv"))
+    ap.add_argument("--out", type=Path, default=Path(out_default))
+    ap.add_argument("--params", type=Path, default=Path("params.yaml"))
+    return ap

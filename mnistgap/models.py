@@ -8,6 +8,7 @@ rebuild the network, and the ``preprocessing`` constants the inputs must go thro
 from __future__ import annotations
 
 import io
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,11 @@ class ModelConfig:
     hidden: list[int] = field(default_factory=lambda: [512, 256, 128])
     dropout: float = 0.2
     cnn_channels: list[int] = field(default_factory=lambda: [32, 64])
+
+    @classmethod
+    def from_params(cls, p: Mapping[str, Any]) -> ModelConfig:
+        """The network described by validated params (``model`` names the kind)."""
+        return cls(p["model"], p["hidden"], p["dropout"], p["cnn_channels"])
 
 
 class Dropout(nn.Dropout):

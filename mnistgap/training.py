@@ -12,8 +12,9 @@ import copy
 import logging
 import math
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -47,6 +48,11 @@ class TrainConfig:
     seed: int = 42
     precision: str = "bf16"  # "bf16" | "fp32"
     eval_batch_size: int = 4096
+
+    @classmethod
+    def from_params(cls, p: Mapping[str, Any]) -> TrainConfig:
+        """Pick this config's fields out of validated params (extra keys are ignored)."""
+        return cls(**{f.name: p[f.name] for f in fields(cls)})
 
 
 class EarlyStopping:

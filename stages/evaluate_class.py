@@ -9,15 +9,13 @@ reports/class/misclassified.png (every wrong digit with true/predicted label and
 
 from __future__ import annotations
 
-import argparse
 import logging
 import sys
-from pathlib import Path
 
 import numpy as np
 
 from mnistgap import atomic, plots
-from mnistgap.cli import run_stage
+from mnistgap.cli import class_eval_parser, run_stage
 from mnistgap.config import load_params
 from mnistgap.evaluation import evaluate_class_digits, write_standard_outputs
 from mnistgap.metrics import summary
@@ -28,13 +26,7 @@ PARAMS = ("device", "eval_batch_size")
 
 
 def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--model", type=Path, default=Path("models/model.pt"))
-    ap.add_argument("--data", type=Path, default=Path("data/class/digits.npz"))
-    ap.add_argument("--leakage", type=Path, default=Path("reports/leakage/leakage.csv"))
-    ap.add_argument("--out", type=Path, default=Path("reports/class"))
-    ap.add_argument("--params", type=Path, default=Path("params.yaml"))
-    args = ap.parse_args(argv)
+    args = class_eval_parser(__doc__.splitlines()[0], "reports/class").parse_args(argv)
     p = load_params(args.params, PARAMS)
 
     cs, flagged, ev = evaluate_class_digits(

@@ -9,13 +9,11 @@ reports/groups/group_digit_accuracy.png (group x digit heatmap).
 
 from __future__ import annotations
 
-import argparse
 import logging
 import sys
-from pathlib import Path
 
 from mnistgap import atomic, plots
-from mnistgap.cli import run_stage
+from mnistgap.cli import class_eval_parser, run_stage
 from mnistgap.config import load_params
 from mnistgap.evaluation import evaluate_class_digits
 from mnistgap.metrics import group_digit_accuracy, group_summaries
@@ -26,13 +24,7 @@ PARAMS = ("device", "eval_batch_size")
 
 
 def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--model", type=Path, default=Path("models/model.pt"))
-    ap.add_argument("--data", type=Path, default=Path("data/class/digits.npz"))
-    ap.add_argument("--leakage", type=Path, default=Path("reports/leakage/leakage.csv"))
-    ap.add_argument("--out", type=Path, default=Path("reports/groups"))
-    ap.add_argument("--params", type=Path, default=Path("params.yaml"))
-    args = ap.parse_args(argv)
+    args = class_eval_parser(__doc__.splitlines()[0], "reports/groups").parse_args(argv)
     p = load_params(args.params, PARAMS)
 
     cs, flagged, ev = evaluate_class_digits(

@@ -59,19 +59,8 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
 
     p = load_params(args.params, PARAMS)
-    model_cfg = ModelConfig(
-        kind=p["model"], hidden=p["hidden"], dropout=p["dropout"], cnn_channels=p["cnn_channels"]
-    )
-    train_cfg = TrainConfig(
-        lr=p["lr"],
-        batch_size=p["batch_size"],
-        max_epochs=p["max_epochs"],
-        patience=p["patience"],
-        lr_schedule=p["lr_schedule"],
-        seed=p["seed"],
-        precision=p["precision"],
-        eval_batch_size=p["eval_batch_size"],
-    )
+    model_cfg = ModelConfig.from_params(p)
+    train_cfg = TrainConfig.from_params(p)
     augment = AugmentConfig.from_dict(p["augment"])
     device = select_device(p["device"])
 
