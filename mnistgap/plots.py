@@ -74,15 +74,15 @@ def group_bar_figure(
     ax1.bar(x, acc, color="tab:blue", yerr=yerr, capsize=3)
     ax1.set(
         xticks=x,
-        xticklabels=[f"{g}\n(n={k})" for g, k in zip(ids, n, strict=True)],
+        xticklabels=[f"{g}\n{k}" for g, k in zip(ids, n, strict=True)],
         ylim=(0, 1.05),
         ylabel="accuracy",
         title="accuracy (95% Wilson interval)",
     )
     ax2.bar(x, loss, color="tab:orange")
     ax2.set(xticks=x, xticklabels=ids, ylabel="mean cross-entropy", title="loss")
-    for ax in (ax1, ax2):
-        ax.set_xlabel("group")
+    ax1.set_xlabel("group (second line: number of digits)")
+    ax2.set_xlabel("group")
     fig.suptitle(title)
     fig.tight_layout()
     _save(path, fig)
