@@ -44,7 +44,9 @@ REPO = Path(__file__).resolve().parents[1]
 MESSY_SCRIPT = REPO / "scripts" / "make_messy_folder.py"
 SAMPLE = REPO / "data" / "class_digits"
 KILLED_EPOCHS = 200  # far more than the test waits for: the run is surely mid-training
-EPOCH_1 = rf"\bepoch\s+1/{KILLED_EPOCHS}\b"
+# Epoch 2's log line: epoch 1's dvclive files are written after epoch 1's log line, so
+# waiting for epoch 2 guarantees the killed run had logged something (no race).
+EPOCH_2 = rf"\bepoch\s+2/{KILLED_EPOCHS}\b"
 
 # Every bad entry of the messy folder and the start of the reason it must be rejected with.
 BAD_REASONS = {
@@ -151,11 +153,11 @@ def _states_equal(a: Path, b: Path) -> bool:
 
 
 def _kill_when_training(proc: subprocess.Popen[str], group: bool) -> StderrLines:
-    """Wait for the child's "epoch 1" log line, then SIGKILL it (or its process group)."""
+    """Wait for the child's "epoch 2" log line, then SIGKILL it (or its process group)."""
     assert proc.stderr is not None
     lines = StderrLines(proc.stderr)
     try:
-        lines.wait_for(EPOCH_1, timeout=180)
+        lines.wait_for(EPOCH_2, timeout=180)
     finally:
         if group:
             os.killpg(proc.pid, signal.SIGKILL)
