@@ -31,6 +31,7 @@ import stages.train
 from mnistgap.cli import run_stage
 from mnistgap.config import load_params
 from mnistgap.data import load_class, load_split
+from mnistgap.leakage import CSV_HEADER
 from mnistgap.metrics import predict_logits, wilson_interval
 from mnistgap.mnist_source import RAW_FILES
 from mnistgap.models import load_checkpoint
@@ -72,18 +73,7 @@ def write_leakage(reports: Path, files: list[str], digits: list[int], groups: li
     out.mkdir(parents=True, exist_ok=True)
     with (out / "leakage.csv").open("w", encoding="utf-8", newline="") as fh:
         w = csv.writer(fh, lineterminator="\n")
-        w.writerow(
-            [
-                "file",
-                "digit",
-                "group",
-                "member",
-                "nearest_index",
-                "nearest_label",
-                "distance",
-                "flagged",
-            ]
-        )
+        w.writerow(CSV_HEADER[:8])  # the columns before the ratio test's additions
         for i, (f, d, g) in enumerate(zip(files, digits, groups, strict=True)):
             flagged = f == FLAGGED_FILE
             w.writerow([f, d, g, 1, i, d, "0.05" if flagged else "0.3", int(flagged)])
