@@ -62,8 +62,9 @@ def main(argv: list[str] | None = None) -> None:
     save_split(args.out / "train.npz", train_images[tr], train_labels[tr])
     save_split(args.out / "val.npz", train_images[va], train_labels[va])
     save_split(args.out / "test.npz", test_images, test_labels)
+    # Not the acquisition source: the same bytes must give the same meta.json (and dvc.lock)
+    # whether MNIST was already on disk or just fetched; the source is logged instead.
     meta = {
-        "source": source,
         "raw_md5": RAW_FILES,
         "seed": p["seed"],
         "val_frac": p["val_frac"],
