@@ -19,6 +19,7 @@ from mnistgap.augment import (
     ErasingConfig,
     NoiseConfig,
     ThicknessConfig,
+    _affine_grid,
     affine_matrices,
     augment_batch,
     elastic_displacement,
@@ -116,6 +117,20 @@ def test_identity_when_disabled() -> None:
     assert torch.equal(augment_batch(x, OFF, _gen()), x)
 
 
+@pytest.mark.parametrize(
+    "cfg",
+    [AugmentConfig(), _only(thickness=ThicknessConfig(enabled=True, max_radius=0)), "all"],
+    ids=["affine", "thickness_radius_0", "all"],
+)
+def test_input_batch_is_never_modified(cfg: AugmentConfig | str) -> None:
+    """The final clamp runs in place only on tensors augmentation made itself."""
+    x = _digits(8) * 1.5 - 0.25  # values outside [0, 1], which the clamp would change
+    before = x.clone()
+    out = augment_batch(x, _all_on() if cfg == "all" else cfg, _gen())
+    assert torch.equal(x, before)
+    assert float(out.min()) >= 0.0 and float(out.max()) <= 1.0
+
+
 def test_rejects_bad_input() -> None:
     with pytest.raises(ValueError):
         augment_batch(torch.zeros(1, 28, 28), AugmentConfig(), _gen())
@@ -157,6 +172,18 @@ def test_affine_matches_torchvision(p: tuple[float, ...], size: tuple[int, int])
     ours = _warp(img, p, size)
     assert float((ours - ref).abs().mean()) < 1e-4  # brief asked < 0.02; we match exactly
     assert float((ours - ref).abs().max()) < 1e-4
+
+
+@pytest.mark.parametrize("size", [(28, 28), (20, 32)])
+def test_fast_affine_grid_equals_torch_affine_grid(size: tuple[int, int]) -> None:
+    """The one-GEMM grid builder gives F.affine_grid's numbers, already contiguous."""
+    theta = random_affine_matrices(
+        37, AffineConfig(degrees=30, shear=10), _gen(3), "cpu", size=size
+    )
+    ours = _affine_grid(theta, *size)
+    ref = F.affine_grid(theta, [37, 1, *size], align_corners=False)
+    assert ours.shape == ref.shape and ours.is_contiguous()
+    torch.testing.assert_close(ours, ref, atol=1e-6, rtol=0)
 
 
 def test_integer_translation_is_exact_shift() -> None:
