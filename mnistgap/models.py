@@ -8,6 +8,7 @@ rebuild the network, and the ``preprocessing`` constants the inputs must go thro
 from __future__ import annotations
 
 import io
+import math
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -40,20 +41,37 @@ class ModelConfig:
         return cls(p["model"], p["hidden"], p["dropout"], p["cnn_channels"])
 
 
-class Dropout(nn.Dropout):
-    """``nn.Dropout`` with a cheaper mask on CPU: ``rand() >= p`` instead of ``bernoulli_``.
+# Dropout draws 15-bit random integers, so p is quantised to a multiple of 2^-15.
+_MASK_BITS = 15
+_MASK_LEVELS = 1 << _MASK_BITS
 
-    Same distribution and scaling (kept units are multiplied by 1 / (1 - p)), but CPU
-    ``bernoulli_`` costs about 2x a uniform draw and was 20% of a training step. The mask is
-    drawn in float32 even under bf16 autocast, so p is not quantised to bf16's 8 bits.
+
+def dropout_mask(
+    shape: tuple[int, ...], p: float, dtype: torch.dtype, device: torch.device | str
+) -> torch.Tensor:
+    """Inverted-dropout mask: each entry ``1 / (1 - p)`` (kept) or 0 (dropped, probability p).
+
+    The CPU generator costs about 8 ns per draw whatever the width, and ``rand`` spends one
+    draw per element: the masks were 15-20% of a training step. ``random_()`` on int64 gives
+    63 uniform bits per draw, which make four 15-bit integers, so this is 4x fewer draws.
+    p is rounded to a multiple of 2^-15 (0.2 -> 0.200012). Uses the global generator.
     """
+    n = math.prod(shape)
+    draws = torch.empty((n + 3) // 4, dtype=torch.int64, device=device).random_()
+    # Four int16 per int64; keeping the low 15 bits of each drops the always-zero sign bit.
+    r = draws.view(torch.int16)[:n].view(shape).bitwise_and_(_MASK_LEVELS - 1)
+    keep = r >= round(p * _MASK_LEVELS)
+    return keep.to(dtype).mul_(1.0 / (1.0 - p))
+
+
+class Dropout(nn.Dropout):
+    """``nn.Dropout`` with the cheaper mask of :func:`dropout_mask` (same scaling: kept
+    units are multiplied by 1 / (1 - p))."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.training or self.p == 0:
             return x
-        # In place on the float draw: no bool tensor and no dtype promotions (each a copy).
-        mask = torch.rand(x.shape, device=x.device).ge_(self.p).mul_(1.0 / (1.0 - self.p))
-        return x * mask.to(x.dtype)
+        return x * dropout_mask(tuple(x.shape), self.p, x.dtype, x.device)
 
 
 class MLP(nn.Module):
@@ -61,6 +79,7 @@ class MLP(nn.Module):
 
     def __init__(self, hidden: list[int], dropout: float) -> None:
         super().__init__()
+        self.dropout_p = dropout
         layers: list[nn.Module] = [nn.Flatten()]
         width = IMAGE_SIZE * IMAGE_SIZE
         for h in hidden:

@@ -23,17 +23,25 @@ from tqdm import tqdm
 
 from mnistgap.augment import AugmentConfig, augment_batch
 from mnistgap.device import bf16_supported
+from mnistgap.fused_mlp import FusedMLPStep, batch_masks
 from mnistgap.metrics import predict_logits
-from mnistgap.models import normalize
+from mnistgap.models import MLP, NORM_MEAN, NORM_STD
 
 log = logging.getLogger(__name__)
 
-AUGMENT_CHUNK = 8192  # images augmented per call (memory: 8192 x 784 x 4 B = 26 MB)
+# Images augmented per call. Small enough that a chunk's tensors (2048 x 784 x 4 B = 6 MB)
+# stay in cache: 8192 was 2x slower per image. Large enough to amortise per-call overhead.
+AUGMENT_CHUNK = 2048
 
 
 def to_unit(images: torch.Tensor) -> torch.Tensor:
     """uint8 (N, 28, 28) -> float32 (N, 1, 28, 28) in [0, 1], the augmentation's input."""
     return images.unsqueeze(1).float().div_(255.0)
+
+
+def _normalize_(x: torch.Tensor) -> torch.Tensor:
+    """In place, the same arithmetic as :func:`mnistgap.models.normalize` ([0, 1] -> [-1, 1])."""
+    return x.sub_(NORM_MEAN).div_(NORM_STD)
 
 
 @dataclass(frozen=True)
@@ -138,14 +146,22 @@ def train_model(
 
     n = len(train_x)
     steps_per_epoch = math.ceil(n / cfg.batch_size)
-    # fused=True: one kernel for all parameters; 2x faster than the per-tensor loop on CPU.
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, fused=True)
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, _lr_lambda(cfg.lr_schedule, cfg.max_epochs * steps_per_epoch)
-    )
     use_bf16 = cfg.precision == "bf16" and bf16_supported(device)
     if cfg.precision == "bf16" and not use_bf16:
         log.warning("precision bf16 requested but not supported on %s; using fp32", device)
+    # The MLP trains through a hand-written step (same arithmetic, ~2x faster per step, see
+    # fused_mlp.py); other models through autograd, with bf16 autocast.
+    fused = (
+        FusedMLPStep(model, torch.bfloat16 if use_bf16 else torch.float32)
+        if isinstance(model, MLP)
+        else None
+    )
+    params = [fused.flat] if fused is not None else list(model.parameters())
+    # fused=True: one kernel for all parameters; 2x faster than the per-tensor loop on CPU.
+    opt = torch.optim.Adam(params, lr=cfg.lr, fused=True)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, _lr_lambda(cfg.lr_schedule, cfg.max_epochs * steps_per_epoch)
+    )
 
     stopper = EarlyStopping(cfg.patience)
     result = TrainResult()
@@ -163,16 +179,24 @@ def train_model(
         bar = tqdm(total=n, desc=f"epoch {epoch}", unit="img", disable=None, leave=False)
         for c0 in range(0, n, chunk):
             idx_chunk = perm[c0 : c0 + chunk]
-            x_chunk = normalize(augment_batch(to_unit(train_x[idx_chunk]), augment, aug_gen))
+            x_chunk = _normalize_(augment_batch(to_unit(train_x[idx_chunk]), augment, aug_gen))
+            if fused is not None:  # flat rows in the step's dtype, cast once per chunk
+                x_chunk = x_chunk.reshape(len(x_chunk), -1).to(fused.dtype)
+                masks = fused.draw_masks(len(x_chunk))
             y_chunk = train_y[idx_chunk]
             for b0 in range(0, len(idx_chunk), cfg.batch_size):
                 x = x_chunk[b0 : b0 + cfg.batch_size]
                 y = y_chunk[b0 : b0 + cfg.batch_size]
-                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
-                    logits = model(x)
-                loss = F.cross_entropy(logits.float(), y)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
+                if fused is not None:
+                    loss, logits = fused.forward_backward(
+                        x, y, batch_masks(masks, b0, b0 + cfg.batch_size)
+                    )
+                else:
+                    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
+                        logits = model(x)
+                    loss = F.cross_entropy(logits.float(), y)
+                    opt.zero_grad(set_to_none=True)
+                    loss.backward()
                 opt.step()
                 sched.step()
                 # Accumulate on-device: no .item() sync per batch.

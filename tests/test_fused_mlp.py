@@ -1,0 +1,181 @@
+"""Tests for mnistgap.fused_mlp (hand-written MLP step) and models.dropout_mask."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from mnistgap.fused_mlp import FusedMLPStep, batch_masks
+from mnistgap.models import MLP, ModelConfig, dropout_mask, load_checkpoint, save_checkpoint
+
+# --- dropout_mask ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("p", [0.2, 0.5, 0.05])
+def test_dropout_mask_values_and_rate(p: float) -> None:
+    torch.manual_seed(0)
+    n = 1 << 20
+    mask = dropout_mask((n // 64, 64), p, torch.float32, "cpu")
+    assert mask.shape == (n // 64, 64) and mask.dtype == torch.float32
+    scale = 1.0 / (1.0 - p)
+    kept = mask != 0
+    assert torch.all(mask[kept] == torch.tensor(scale, dtype=torch.float32))
+    # p is quantised to 2^-15; the drop rate then matches within 4 standard errors.
+    p_eff = round(p * 32768) / 32768
+    assert abs(p_eff - p) <= 2**-16
+    se = (p_eff * (1 - p_eff) / n) ** 0.5
+    assert abs(float((~kept).double().mean()) - p_eff) < 4 * se
+    # Expectation preserved: E[mask] = (1 - p_eff) / (1 - p) ~ 1.
+    assert abs(float(mask.double().mean()) - 1.0) < 0.01
+
+
+def test_dropout_mask_every_packed_slot_is_uniform() -> None:
+    """Four masks come from each 64-bit draw; the one holding the always-zero sign bit
+    must drop at the same rate as the others (it would never drop if that bit were used)."""
+    torch.manual_seed(1)
+    mask = dropout_mask((4 * 200_000,), 0.5, torch.float32, "cpu").view(-1, 4)
+    rates = (mask == 0).double().mean(0)
+    torch.testing.assert_close(
+        rates, torch.full((4,), 0.5, dtype=torch.float64), atol=0.005, rtol=0
+    )
+    # Neighbouring slots are independent: P(both dropped) ~ 0.25.
+    both = ((mask[:, 0] == 0) & (mask[:, 3] == 0)).double().mean()
+    assert abs(float(both) - 0.25) < 0.005
+
+
+def test_dropout_mask_seeded_and_dtype() -> None:
+    torch.manual_seed(3)
+    a = dropout_mask((7, 13), 0.2, torch.bfloat16, "cpu")
+    torch.manual_seed(3)
+    b = dropout_mask((7, 13), 0.2, torch.bfloat16, "cpu")
+    assert a.dtype == torch.bfloat16 and torch.equal(a, b)
+    assert set(a.unique().tolist()) <= {0.0, 1.25}
+
+
+# --- FusedMLPStep against autograd ----------------------------------------------------------
+
+
+def _mlp(dropout: float = 0.2, seed: int = 0) -> MLP:
+    torch.manual_seed(seed)
+    return MLP([48, 32, 16], dropout)
+
+
+def _autograd_reference(
+    model: MLP, x: torch.Tensor, y: torch.Tensor, masks: list[torch.Tensor] | None, bf16: bool
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Loss, logits and flat gradient of nn.Linear + ReLU + the given masks, via autograd."""
+    linears = [m for m in model.net if isinstance(m, nn.Linear)]
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        h = x
+        for i, lin in enumerate(linears[:-1]):
+            h = F.relu(lin(h))
+            if masks is not None:
+                h = h * masks[i]
+        logits = linears[-1](h)
+    loss = F.cross_entropy(logits.float(), y)
+    loss.backward()
+    grad = torch.cat([t.grad.reshape(-1) for lin in linears for t in (lin.weight, lin.bias)])
+    return loss.detach(), logits.detach().float(), grad
+
+
+@pytest.mark.parametrize("dropout", [0.2, 0.0])
+def test_fp32_step_equals_autograd(dropout: float) -> None:
+    ref = _mlp(dropout)
+    model = copy.deepcopy(ref)
+    step = FusedMLPStep(model, torch.float32)
+    g = torch.Generator().manual_seed(5)
+    x, y = torch.randn(20, 784, generator=g), torch.randint(0, 10, (20,), generator=g)
+    masks = step.draw_masks(20)
+    assert (masks is None) == (dropout == 0)
+    loss, logits = step.forward_backward(x, y, masks)
+    ref_loss, ref_logits, ref_grad = _autograd_reference(ref, x, y, masks, bf16=False)
+    torch.testing.assert_close(loss, ref_loss, atol=1e-6, rtol=0)
+    torch.testing.assert_close(logits, ref_logits, atol=1e-5, rtol=0)
+    torch.testing.assert_close(step.flat.grad, ref_grad, atol=1e-6, rtol=1e-5)
+
+
+def test_bf16_step_equals_autocast() -> None:
+    """bf16 weights and activations, fp32 master weights and gradients: autocast's numbers."""
+    ref = _mlp()
+    step = FusedMLPStep(copy.deepcopy(ref), torch.bfloat16)
+    g = torch.Generator().manual_seed(6)
+    x, y = torch.randn(32, 784, generator=g), torch.randint(0, 10, (32,), generator=g)
+    masks = step.draw_masks(32)
+    assert masks is not None and all(m.dtype == torch.bfloat16 for m in masks)
+    loss, _ = step.forward_backward(x.bfloat16(), y, masks)
+    ref_loss, _, ref_grad = _autograd_reference(ref, x, y, masks, bf16=True)
+    assert step.flat.grad.dtype == torch.float32
+    torch.testing.assert_close(loss, ref_loss, atol=1e-5, rtol=0)
+    torch.testing.assert_close(step.flat.grad, ref_grad, atol=1e-6, rtol=1e-3)
+
+
+def test_module_parameters_are_views_of_the_flat_buffer(tmp_path: Path) -> None:
+    """Optimizer updates of the flat buffer are what the module evaluates and saves."""
+    model = _mlp()
+    step = FusedMLPStep(model, torch.bfloat16)
+    opt = torch.optim.Adam([step.flat], lr=1e-2)
+    x, y = torch.randn(16, 784), torch.randint(0, 10, (16,))
+    before = copy.deepcopy(model.state_dict())
+    for _ in range(3):
+        step.step(x.bfloat16(), y)
+        opt.step()
+    after = model.state_dict()
+    assert all(not torch.equal(before[k], after[k]) for k in before)
+    first = model.net[1].weight
+    assert first.data_ptr() == step.flat.data_ptr()  # same storage, no copy
+    # A snapshot (early stopping) does not follow later updates; loading it restores them.
+    snapshot = copy.deepcopy(after)
+    step.step(x.bfloat16(), y)
+    opt.step()
+    assert not torch.equal(snapshot["net.1.weight"], model.net[1].weight)
+    model.load_state_dict(snapshot)
+    assert torch.equal(model.net[1].weight, snapshot["net.1.weight"])
+    assert first.data_ptr() == step.flat.data_ptr()  # loaded in place, still the flat buffer
+    # The checkpoint holds compact tensors and rebuilds the same network.
+    path = tmp_path / "m.pt"
+    save_checkpoint(path, model, ModelConfig(hidden=[48, 32, 16]))
+    loaded, _ = load_checkpoint(path)
+    model.eval()
+    torch.testing.assert_close(loaded(x), model(x))
+    assert path.stat().st_size < 4 * step.flat.numel() + 20_000
+
+
+def test_training_with_the_fused_step_learns() -> None:
+    """A few hundred steps on a separable toy problem drive the loss near zero."""
+    model = _mlp(0.1)
+    step = FusedMLPStep(model, torch.bfloat16)
+    opt = torch.optim.Adam([step.flat], lr=3e-3)
+    g = torch.Generator().manual_seed(7)
+    centers = torch.randn(10, 784, generator=g)
+    y = torch.randint(0, 10, (512,), generator=g)
+    x = centers[y] + 0.5 * torch.randn(512, 784, generator=g)
+    losses = []
+    for i in range(200):
+        b = slice((i % 4) * 128, (i % 4 + 1) * 128)
+        loss, _ = step.step(x[b].bfloat16(), y[b])
+        opt.step()
+        losses.append(float(loss))
+    assert losses[0] > 1.5 and max(losses[-4:]) < 0.05
+    model.eval()
+    assert float((model(x).argmax(1) == y).double().mean()) == 1.0
+
+
+def test_batch_masks_slices_rows_of_chunk_masks() -> None:
+    step = FusedMLPStep(_mlp(), torch.float32)
+    torch.manual_seed(0)
+    masks = step.draw_masks(300)
+    assert masks is not None and [tuple(m.shape) for m in masks] == [
+        (300, 48),
+        (300, 32),
+        (300, 16),
+    ]
+    part = batch_masks(masks, 128, 256)
+    assert part is not None
+    for whole, rows in zip(masks, part, strict=True):
+        assert rows.is_contiguous() and torch.equal(rows, whole[128:256])
+    assert batch_masks(None, 0, 128) is None
