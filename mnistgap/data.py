@@ -6,11 +6,14 @@ import csv
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
 from mnistgap import atomic
+
+if TYPE_CHECKING:  # torch is imported where it is used: prepare_class needs none of it
+    import torch
 
 
 def save_split(path: str | Path, images: np.ndarray, labels: np.ndarray) -> None:
@@ -24,6 +27,8 @@ def save_split(path: str | Path, images: np.ndarray, labels: np.ndarray) -> None
 
 def load_split(path: str | Path) -> tuple[torch.Tensor, torch.Tensor]:
     """Load a split saved by :func:`save_split` as (uint8 images, int64 labels) tensors."""
+    import torch  # ~2 s to import; only the stages that train or evaluate pay for it
+
     arrays = atomic.load_npz(path)
     return torch.from_numpy(arrays["images"]), torch.from_numpy(arrays["labels"])
 
