@@ -3,16 +3,19 @@
     python benchmarks/stage_times.py
 
 The same commands as `dvc repro -f`, without DVC's own hashing and bookkeeping (which adds a
-few seconds in all); with raw MNIST already in data/mnist/raw. Prints one line per stage and
-the total. Interpolates ${...} from params.yaml (only the simple dotted keys dvc.yaml uses).
+few seconds in all); with raw MNIST already in data/mnist/raw. Prints one line per stage (wall
+time and the stage process's peak resident memory) and the total. Interpolates ${...} from
+params.yaml (only the simple dotted keys dvc.yaml uses).
 """
 
 from __future__ import annotations
 
+import os
 import re
 import shlex
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -36,12 +39,21 @@ def main() -> None:
         if argv[0] == "python":
             argv[0] = sys.executable
         t0 = time.perf_counter()
-        proc = subprocess.run(argv, capture_output=True, text=True, check=False)
+        with tempfile.TemporaryFile() as err:
+            proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=err)
+            # wait4 gives this child's own rusage: its peak resident set, not the maximum
+            # over every child so far (which is what RUSAGE_CHILDREN would report).
+            _, status, usage = os.wait4(proc.pid, 0)
+            proc.returncode = os.waitstatus_to_exitcode(status)
+            err.seek(0)
+            stderr = err.read().decode(errors="replace")
         dt = time.perf_counter() - t0
         total += dt
-        print(f"{name:<16} {dt:6.1f} s" + ("" if proc.returncode == 0 else "  FAILED"), flush=True)
+        rss_mb = usage.ru_maxrss / 1024
+        status_note = "" if proc.returncode == 0 else "  FAILED"
+        print(f"{name:<16} {dt:6.1f} s  peak RSS {rss_mb:6.0f} MB{status_note}", flush=True)
         if proc.returncode != 0:
-            sys.exit(proc.stderr[-2000:])
+            sys.exit(stderr[-2000:])
     print(f"{'total':<16} {total:6.1f} s")
 
 
