@@ -211,3 +211,27 @@ def test_constant_lr_schedule_keeps_lr(tiny_data: tuple[torch.Tensor, ...]) -> N
         _model(), *tiny_data, _cfg(max_epochs=1, lr_schedule="none", lr=3.0e-3), NO_AUGMENT, CPU
     )
     assert result.history[0]["lr"] == pytest.approx(3.0e-3)
+
+
+@pytest.mark.parametrize(
+    ("config", "precision"),
+    [
+        (ModelConfig(hidden=[128]), "bf16"),  # the MLP's hand-written step, in bf16
+        (ModelConfig(kind="cnn", cnn_channels=[4, 8]), "fp32"),  # autograd
+        (ModelConfig(kind="cnn", cnn_channels=[4, 8]), "bf16"),  # autograd + autocast
+    ],
+    ids=["mlp-bf16", "cnn-fp32", "cnn-bf16"],
+)
+def test_both_training_paths_learn_deterministically(
+    tiny_data: tuple[torch.Tensor, ...], config: ModelConfig, precision: str
+) -> None:
+    cfg = _cfg(max_epochs=3, precision=precision, lr=3.0e-3)
+    weights = []
+    for _ in range(2):
+        torch.manual_seed(0)
+        model = build_model(config)
+        result = train_model(model, *tiny_data, cfg, AugmentConfig(), CPU)
+        weights.append(torch.cat([v.float().flatten() for v in model.state_dict().values()]))
+    assert result.history[-1]["val_acc"] > 0.7
+    assert result.history[-1]["val_loss"] < result.history[0]["val_loss"]
+    assert torch.equal(weights[0], weights[1])
