@@ -3,7 +3,8 @@
 Short and explicit in the style of pytorch/examples' mnist/main.py. All data stay in memory
 as uint8 (51,000 x 784 bytes = 40 MB); each batch is gathered, augmented on tensors with
 independent parameters per image, normalized and fed to the model: no DataLoader, no
-per-image Python, which is what makes an epoch take about a second on two CPU cores.
+per-image Python. With the MLP's hand-written step (fused_mlp.py) an epoch of 51,000 images
+takes about 2 s on two CPU cores, against 15-20 s for the report's per-image pipeline.
 """
 
 from __future__ import annotations
