@@ -179,3 +179,29 @@ def test_batch_masks_slices_rows_of_chunk_masks() -> None:
     for whole, rows in zip(masks, part, strict=True):
         assert rows.is_contiguous() and torch.equal(rows, whole[128:256])
     assert batch_masks(None, 0, 128) is None
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_cuda_step_equals_autograd(dtype: torch.dtype) -> None:
+    """The same step runs on a GPU (device: cuda) and still computes autograd's gradient."""
+    ref = _mlp().cuda()
+    step = FusedMLPStep(copy.deepcopy(ref), dtype)
+    x = torch.randn(64, 784, device="cuda")
+    y = torch.randint(0, 10, (64,), device="cuda")
+    masks = step.draw_masks(64)
+    assert masks is not None and masks[0].device.type == "cuda"
+    loss, _ = step.forward_backward(x.to(dtype), y, masks)
+    bf16 = dtype == torch.bfloat16
+    linears = [m for m in ref.net if isinstance(m, nn.Linear)]
+    with torch.autocast("cuda", dtype=torch.bfloat16, enabled=bf16):
+        h = x
+        for i, lin in enumerate(linears[:-1]):
+            h = F.relu(lin(h)) * masks[i]
+        logits = linears[-1](h)
+    ref_loss = F.cross_entropy(logits.float(), y)
+    ref_loss.backward()
+    grad = torch.cat([t.grad.reshape(-1) for lin in linears for t in (lin.weight, lin.bias)])
+    tol = 1e-2 if bf16 else 1e-4  # GPU bf16 matmuls may accumulate in another order
+    torch.testing.assert_close(loss, ref_loss.detach(), atol=tol, rtol=0)
+    assert float((step.flat.grad - grad).norm() / grad.norm()) < tol
