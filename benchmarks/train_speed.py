@@ -1,6 +1,6 @@
 """Training speed: the reference report's per-image pipeline vs this project's training loop.
 
-    python benchmarks/train_speed.py [--epochs 3] [--data data/mnist] [--raw data/mnist/raw]
+    python benchmarks/train_speed.py [--epochs 3] [--rounds 2] [--data data/mnist] [--raw ...]
 
 Runs, on the same MNIST data and the same 2 cores, N epochs of
   (a) the reference pipeline: torchvision's MNIST dataset with RandomAffine(5, (0.1, 0.1),
@@ -9,8 +9,9 @@ Runs, on the same MNIST data and the same 2 cores, N epochs of
       validation pass per epoch (as in the report's notebook);
   (b) this project's `train_model` with the params.yaml defaults for those N epochs
       (batched per-image augmentation, fused Adam, same MLP and batch size, validation per epoch).
-Each runs in its own child process so that its peak resident memory is its own.
-Prints seconds per epoch, training images per second and peak RSS for both, and last
+Each runs in its own child process so that its peak resident memory is its own, and the two
+alternate for --rounds rounds. Prints seconds per epoch (median over all rounds' epochs after
+each run's first), training images per second and peak RSS for both, and last
 `speedup: X.XX` (reference seconds per epoch / ours). Needs data/mnist from `dvc repro`.
 """
 
@@ -19,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import resource
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -119,9 +121,20 @@ def child(which: str, args: argparse.Namespace) -> None:
     print("RESULT " + json.dumps(out))
 
 
+def _child_run(which: str, args: argparse.Namespace) -> dict:
+    cmd = [sys.executable, __file__, "--child", which, "--epochs", str(args.epochs)]
+    cmd += ["--data", str(args.data), "--raw", str(args.raw)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    line = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
+    if proc.returncode != 0 or not line:
+        sys.exit(f"{which} run failed:\n{proc.stderr[-2000:]}")
+    return json.loads(line[-1][len("RESULT ") :])
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--epochs", type=int, default=3)
+    ap.add_argument("--rounds", type=int, default=2, help="reference/ours pairs, interleaved")
     ap.add_argument("--data", type=Path, default=Path("data/mnist"))
     ap.add_argument("--raw", type=Path, default=Path("data/mnist/raw"))
     ap.add_argument("--child", choices=["reference", "ours"], help=argparse.SUPPRESS)
@@ -130,38 +143,26 @@ def main() -> None:
         child(args.child, args)
         return
 
-    results = {}
-    for which in ("reference", "ours"):
-        cmd = [
-            sys.executable,
-            __file__,
-            "--child",
-            which,
-            "--epochs",
-            str(args.epochs),
-            "--data",
-            str(args.data),
-            "--raw",
-            str(args.raw),
-        ]
-        proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
-        line = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
-        if proc.returncode != 0 or not line:
-            sys.exit(f"{which} run failed:\n{proc.stderr[-2000:]}")
-        results[which] = json.loads(line[-1][len("RESULT ") :])
+    # Interleave the pipelines (reference, ours, reference, ours, ...): the speed of a shared
+    # machine drifts over minutes, and one long reference run followed by one short run of
+    # ours would put the drift into the ratio.
+    runs: dict[str, list[dict]] = {"reference": [], "ours": []}
+    for _ in range(args.rounds):
+        for which in runs:
+            runs[which].append(_child_run(which, args))
 
-    print(f"{'pipeline':<10} {'s/epoch':>8} {'images/s':>9} {'peak RSS MB':>12}  epochs (s)")
+    header = ("pipeline", "s/epoch", "images/s", "peak RSS MB", "epochs (s), per round")
+    print("{:<10} {:>8} {:>9} {:>12}  {}".format(*header))
     per_epoch = {}
-    for which, r in results.items():
-        # Mean over epochs after the first (warm-up: page faults, allocator, thread pools).
-        timed = r["epoch_seconds"][1:] or r["epoch_seconds"]
-        secs = sum(timed) / len(timed)
+    for which, rs in runs.items():
+        # Median over epochs after each run's first (warm-up: page faults, allocator, threads).
+        timed = [s for r in rs for s in (r["epoch_seconds"][1:] or r["epoch_seconds"])]
+        secs = statistics.median(timed)
         per_epoch[which] = secs
-        print(
-            f"{which:<10} {secs:>8.2f} {r['n_train'] / secs:>9.0f} {r['peak_rss_mb']:>12.0f}  "
-            + ", ".join(f"{s:.2f}" for s in r["epoch_seconds"])
-        )
-    print(f"threads: {results['ours']['threads']}, epochs: {args.epochs}")
+        rss = max(r["peak_rss_mb"] for r in rs)
+        epochs = " | ".join(", ".join(f"{s:.2f}" for s in r["epoch_seconds"]) for r in rs)
+        print(f"{which:<10} {secs:>8.2f} {rs[0]['n_train'] / secs:>9.0f} {rss:>12.0f}  {epochs}")
+    print(f"threads: {runs['ours'][0]['threads']}, epochs: {args.epochs}, rounds: {args.rounds}")
     print(f"speedup: {per_epoch['reference'] / per_epoch['ours']:.2f}")
 
 
