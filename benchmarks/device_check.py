@@ -17,25 +17,18 @@ import time
 from pathlib import Path
 
 import torch
+from defaults import train_defaults
 
-from mnistgap.augment import AugmentConfig
 from mnistgap.config import load_params
 from mnistgap.data import load_class, load_split
 from mnistgap.device import select_device
 from mnistgap.metrics import evaluate_logits, predict_logits, summary
-from mnistgap.models import ModelConfig, build_model
-from mnistgap.training import TrainConfig, train_model
 
 
 def run(kind: str, p: dict, device: torch.device, data: Path, class_data: Path | None) -> dict:
-    tx, ty = load_split(data / "train.npz")
-    vx, vy = load_split(data / "val.npz")
     test_x, test_y = load_split(data / "test.npz")
-    torch.manual_seed(p["seed"])
-    model = build_model(ModelConfig.from_params({**p, "model": kind}))
-    cfg = TrainConfig.from_params(p)
     t0 = time.perf_counter()
-    result = train_model(model, tx, ty, vx, vy, cfg, AugmentConfig.from_dict(p["augment"]), device)
+    model, result = train_defaults(p, data, device, model=kind)
     out = {
         "model": kind,
         "device": str(device),

@@ -9,7 +9,8 @@ seconds and kept epoch; then the range of each. A change to training "keeps accu
 numbers stay inside this spread. For another folder of digits, prepare it first:
 ``python -m stages.prepare_class --dir DIR --out /tmp/d/digits.npz --rejected /tmp/d/rej.csv``.
 Needs data/mnist from `dvc repro`. To compare an older commit's training loop, run this file
-from a worktree of that commit with ``PYTHONPATH=.`` (it only uses long-standing APIs).
+(and defaults.py beside it) from a worktree of that commit with ``PYTHONPATH=.``: they only use
+long-standing APIs.
 """
 
 from __future__ import annotations
@@ -21,12 +22,11 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from defaults import train_defaults
 
-from mnistgap.augment import AugmentConfig
 from mnistgap.config import load_params
 from mnistgap.data import load_split
-from mnistgap.models import ModelConfig, build_model, normalize
-from mnistgap.training import TrainConfig, train_model
+from mnistgap.models import normalize
 
 
 def main() -> None:
@@ -38,8 +38,6 @@ def main() -> None:
     args = ap.parse_args()
 
     p = load_params(args.params)
-    train_x, train_y = load_split(args.data / "train.npz")
-    val_x, val_y = load_split(args.data / "val.npz")
     test_x, test_y = load_split(args.data / "test.npz")
     digits = np.load(args.class_data)
     class_x = torch.from_numpy(digits["images"])
@@ -49,20 +47,8 @@ def main() -> None:
     header = ("seed", "MNIST", "class", "correct", "loss", "train s", "kept")
     print("{:>5} {:>7} {:>7} {:>9} {:>7} {:>8} {:>5}".format(*header))
     for seed in args.seeds:
-        torch.manual_seed(seed)
-        model = build_model(ModelConfig.from_params(p))
-        cfg = TrainConfig.from_params({**p, "seed": seed})
         t0 = time.perf_counter()
-        result = train_model(
-            model,
-            train_x,
-            train_y,
-            val_x,
-            val_y,
-            cfg,
-            AugmentConfig.from_dict(p["augment"]),
-            torch.device("cpu"),
-        )
+        model, result = train_defaults(p, args.data, torch.device("cpu"), seed=seed)
         seconds = time.perf_counter() - t0
         with torch.no_grad():
             mnist_acc = (model(normalize(test_x)).argmax(1) == test_y).double().mean().item()

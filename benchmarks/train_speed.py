@@ -76,34 +76,18 @@ def run_reference(raw: Path, epochs: int) -> dict:
 
 
 def run_ours(data: Path, epochs: int) -> dict:
-    import torch
+    import numpy as np
+    from defaults import train_defaults
 
-    from mnistgap.augment import AugmentConfig
     from mnistgap.config import load_params
-    from mnistgap.data import load_split
     from mnistgap.device import select_device
-    from mnistgap.models import ModelConfig, build_model
-    from mnistgap.training import TrainConfig, train_model
 
     p = load_params("params.yaml")
-    train_x, train_y = load_split(data / "train.npz")
-    val_x, val_y = load_split(data / "val.npz")
-    torch.manual_seed(p["seed"])
-    model = build_model(ModelConfig.from_params({**p, "model": "mlp"}))
-    cfg = TrainConfig.from_params({**p, "max_epochs": epochs, "patience": 0})
-    result = train_model(
-        model,
-        train_x,
-        train_y,
-        val_x,
-        val_y,
-        cfg,
-        AugmentConfig.from_dict(p["augment"]),
-        select_device("cpu"),
-    )
+    overrides = {"model": "mlp", "max_epochs": epochs, "patience": 0}
+    _, result = train_defaults(p, data, select_device("cpu"), **overrides)
     return {
         "epoch_seconds": [row["seconds"] for row in result.history],
-        "n_train": len(train_x),
+        "n_train": len(np.load(data / "train.npz")["labels"]),
         "val_loss": result.history[-1]["val_loss"],
     }
 

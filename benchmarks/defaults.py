@@ -1,0 +1,43 @@
+"""Shared by the benchmarks: train the params.yaml model on the prepared MNIST arrays.
+
+The benchmarks run as scripts (``python benchmarks/<name>.py``), so this module is imported
+from their own folder; it holds the one copy of "train what dvc repro would train".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from mnistgap.augment import AugmentConfig
+from mnistgap.data import load_split
+from mnistgap.models import ModelConfig, build_model
+from mnistgap.training import TrainConfig, TrainResult, train_model
+
+
+def train_defaults(
+    params: Mapping[str, Any], data: Path, device: torch.device, **overrides: Any
+) -> tuple[nn.Module, TrainResult]:
+    """Train on ``data``/train.npz, validating on val.npz, with ``params`` (validated
+    params.yaml) and top-level ``overrides`` such as ``seed``, ``model`` or ``max_epochs``.
+    As the train stage does: the seed is set before the weights are initialised."""
+    p = {**params, **overrides}
+    train_x, train_y = load_split(data / "train.npz")
+    val_x, val_y = load_split(data / "val.npz")
+    torch.manual_seed(p["seed"])
+    model = build_model(ModelConfig.from_params(p))
+    result = train_model(
+        model,
+        train_x,
+        train_y,
+        val_x,
+        val_y,
+        TrainConfig.from_params(p),
+        AugmentConfig.from_dict(p["augment"]),
+        device,
+    )
+    return model, result
