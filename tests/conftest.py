@@ -163,6 +163,26 @@ def write_params(path: Path, fast: bool = False, **overrides: Any) -> Path:
     return path
 
 
+def prepare_class_args(folder: Path, out: Path, params: Path) -> list[str]:
+    """prepare_class's arguments writing ``out``/digits.npz and ``out``/rejected.csv."""
+    return [
+        "--dir",
+        str(folder),
+        "--out",
+        str(out / "digits.npz"),
+        "--rejected",
+        str(out / "rejected.csv"),
+        "--params",
+        str(params),
+    ]
+
+
+@pytest.fixture(scope="session")
+def prepare_class_argv() -> Callable[[Path, Path, Path], list[str]]:
+    """:func:`prepare_class_args`: ``prepare_class_argv(folder, out, params)``."""
+    return prepare_class_args
+
+
 @pytest.fixture(scope="session")
 def digits() -> Callable[..., np.ndarray]:
     """:func:`draw_digits`: ``digits(labels, seed)`` -> uint8 (N, 28, 28)."""

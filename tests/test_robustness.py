@@ -326,20 +326,9 @@ def test_same_seed_same_metrics_bit_for_bit(
 
 
 # --------------------------------------------------------------------------- messy folder
-def _prepare_class(folder: Path, out: Path) -> list[str]:
-    return [
-        sys.executable,
-        "-m",
-        "stages.prepare_class",
-        "--dir",
-        str(folder),
-        "--out",
-        str(out / "digits.npz"),
-        "--rejected",
-        str(out / "rejected.csv"),
-        "--params",
-        str(REPO / "params.yaml"),
-    ]
+def _prepare_class(argv: Callable[..., list[str]], folder: Path, out: Path) -> list[str]:
+    """The prepare_class command line (with the repository's params.yaml) as a subprocess."""
+    return [sys.executable, "-m", "stages.prepare_class", *argv(folder, out, REPO / "params.yaml")]
 
 
 def _read_rejected(path: Path) -> dict[str, str]:
@@ -352,14 +341,16 @@ def _read_rejected(path: Path) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def messy(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+def messy(
+    tmp_path_factory: pytest.TempPathFactory, prepare_class_argv: Callable[..., list[str]]
+) -> dict[str, Any]:
     """The messy folder (built by the script) and prepare_class's run on it, as a subprocess."""
     if not SAMPLE.is_dir():
         pytest.skip("the bundled sample data/class_digits is missing")
     root = tmp_path_factory.mktemp("messy")
     folder, out = root / "messy", root / "out"
     _ok(_run([sys.executable, str(MESSY_SCRIPT), str(folder), "--good", str(N_GOOD)], root))
-    proc = _run(_prepare_class(folder, out), root)
+    proc = _run(_prepare_class(prepare_class_argv, folder, out), root)
     return {"root": root, "folder": folder, "out": out, "run": proc}
 
 
@@ -416,6 +407,7 @@ def test_messy_folder_reads_unusual_valid_files(messy: dict[str, Any]) -> None:
 )
 def test_unusable_folders_fail_with_one_line(
     messy: dict[str, Any],
+    prepare_class_argv: Callable[..., list[str]],
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
     how: str,
@@ -437,7 +429,7 @@ def test_unusable_folders_fail_with_one_line(
             else:
                 shutil.copyfile(messy["folder"] / name, folder / name)
     out = tmp_path / "out"
-    argv = _prepare_class(folder, out)
+    argv = _prepare_class(prepare_class_argv, folder, out)
     if how == "subprocess":
         proc = _run(argv, tmp_path)
         code, stderr = proc.returncode, proc.stderr

@@ -386,24 +386,13 @@ def _one_error_line(err: str, stage: str) -> str:
     return lines[0]
 
 
-def _prepare_class_argv(folder: Path, out: Path, params: Path) -> list[str]:
-    """prepare_class's arguments writing ``out``/digits.npz and ``out``/rejected.csv."""
-    return [
-        "--dir",
-        str(folder),
-        "--out",
-        str(out / "digits.npz"),
-        "--rejected",
-        str(out / "rejected.csv"),
-        "--params",
-        str(params),
-    ]
-
-
 def test_prepare_class_missing_folder(
-    tmp_path: Path, params_file: Callable[..., Path], capsys: pytest.CaptureFixture[str]
+    tmp_path: Path,
+    params_file: Callable[..., Path],
+    prepare_class_argv: Callable[..., list[str]],
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
-    argv = _prepare_class_argv(tmp_path / "nope", tmp_path, params_file())
+    argv = prepare_class_argv(tmp_path / "nope", tmp_path, params_file())
     assert run_stage("prepare_class", stages.prepare_class.main, argv) == 1
     line = _one_error_line(capsys.readouterr().err, "prepare_class")
     assert "class digit folder not found" in line and "nope" in line
@@ -411,13 +400,16 @@ def test_prepare_class_missing_folder(
 
 
 def test_prepare_class_without_usable_images_still_lists_rejects(
-    tmp_path: Path, params_file: Callable[..., Path], capsys: pytest.CaptureFixture[str]
+    tmp_path: Path,
+    params_file: Callable[..., Path],
+    prepare_class_argv: Callable[..., list[str]],
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     folder = tmp_path / "bad"
     folder.mkdir()
     (folder / "readme.md").write_text("x", encoding="utf-8")
     (folder / "3-1-1.png").write_bytes(b"")
-    argv = _prepare_class_argv(folder, tmp_path, params_file())
+    argv = prepare_class_argv(folder, tmp_path, params_file())
     assert run_stage("prepare_class", stages.prepare_class.main, argv) == 1
     line = _one_error_line(capsys.readouterr().err, "prepare_class")
     assert "no usable class digit images" in line
@@ -431,10 +423,13 @@ def test_prepare_class_without_usable_images_still_lists_rejects(
 
 
 def test_prepare_class_with_the_tiny_folder(
-    tmp_path: Path, tiny_class_dir: Path, params_file: Callable[..., Path]
+    tmp_path: Path,
+    tiny_class_dir: Path,
+    params_file: Callable[..., Path],
+    prepare_class_argv: Callable[..., list[str]],
 ) -> None:
     params = params_file(**{"class_digits.preprocess": "seed"})
-    stages.prepare_class.main(_prepare_class_argv(tiny_class_dir, tmp_path, params))
+    stages.prepare_class.main(prepare_class_argv(tiny_class_dir, tmp_path, params))
     cs = load_class(tmp_path / "digits.npz")
     assert len(cs.files) == 30
     # 'seed' preprocessing of a 28x28 grey PNG is the identity: the pixels come back as drawn.
