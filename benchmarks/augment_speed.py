@@ -31,15 +31,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from mnistgap.augment import (
-    AugmentConfig,
-    ContrastConfig,
-    ElasticConfig,
-    ErasingConfig,
-    NoiseConfig,
-    ThicknessConfig,
-    augment_batch,
-)
+from mnistgap.augment import augment_batch
+from mnistgap.params import Augment, Contrast, Elastic, Erasing, Noise, Thickness
 
 DEGREES, TRANSLATE, SCALE, SHEAR = 5.0, (0.1, 0.1), (0.8, 1.2), 5.0
 
@@ -120,14 +113,14 @@ def main(argv: list[str] | None = None) -> None:
 
     data = synthetic_digits(args.n).to(device)
     gen = torch.Generator(device).manual_seed(0)
-    cfg_affine = AugmentConfig()
-    cfg_elastic = AugmentConfig(elastic=ElasticConfig(enabled=True))
-    cfg_all = AugmentConfig(
-        elastic=ElasticConfig(enabled=True),
-        thickness=ThicknessConfig(enabled=True),
-        erasing=ErasingConfig(enabled=True),
-        noise=NoiseConfig(enabled=True),
-        contrast=ContrastConfig(enabled=True),
+    cfg_affine = Augment()
+    cfg_elastic = Augment(elastic=Elastic(enabled=True))
+    cfg_all = Augment(
+        elastic=Elastic(enabled=True),
+        thickness=Thickness(enabled=True),
+        erasing=Erasing(enabled=True),
+        noise=Noise(enabled=True),
+        contrast=Contrast(enabled=True),
     )
     tv_affine = v2.RandomAffine(
         DEGREES, TRANSLATE, SCALE, SHEAR, interpolation=InterpolationMode.BILINEAR

@@ -13,10 +13,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from mnistgap.augment import AugmentConfig
 from mnistgap.data import load_split
-from mnistgap.models import ModelConfig, build_model
-from mnistgap.training import TrainConfig, TrainResult, train_model
+from mnistgap.models import build_model
+from mnistgap.params import ModelParams, TrainParams
+from mnistgap.training import TrainResult, train_model
 
 
 def train_defaults(
@@ -29,15 +29,15 @@ def train_defaults(
     train_x, train_y = load_split(data / "train.npz")
     val_x, val_y = load_split(data / "val.npz")
     torch.manual_seed(p["seed"])
-    model = build_model(ModelConfig.from_params(p))
+    model = build_model(ModelParams.pick(p))
     result = train_model(
         model,
         train_x,
         train_y,
         val_x,
         val_y,
-        TrainConfig.from_params(p),
-        AugmentConfig.from_dict(p["augment"]),
+        TrainParams.pick(p),
+        p["augment"],
         device,
     )
     return model, result

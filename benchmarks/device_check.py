@@ -19,10 +19,10 @@ from pathlib import Path
 import torch
 from defaults import train_defaults
 
-from mnistgap.config import load_params
 from mnistgap.data import load_class, load_split
 from mnistgap.device import select_device
 from mnistgap.metrics import evaluate_logits, predict_logits, summary
+from mnistgap.params import load_params
 
 
 def run(kind: str, p: dict, device: torch.device, data: Path, class_data: Path | None) -> dict:

@@ -1,7 +1,7 @@
 """Calibrate the leakage check's two thresholds on MNIST itself (not on class digits).
 
 The leakage stage flags a class digit as a near-copy of an MNIST training image when, after
-``normalize_batch`` on both sides, its RMS distance to the nearest training image is below
+``renormalize_batch`` on both sides, its RMS distance to the nearest training image is below
 ``leakage.threshold`` or the ratio nearest / second-nearest distance is below
 ``leakage.ratio_threshold`` (see ``mnistgap/leakage.py``). This script measures:
 
@@ -40,10 +40,10 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from mnistgap.class_digits import ClassImageError, preprocess_mnist
-from mnistgap.config import load_params
-from mnistgap.leakage import distance_ratio, normalize_batch, two_nearest_neighbours
+from mnistgap.leakage import distance_ratio, two_nearest_neighbours
 from mnistgap.mnist_source import read_idx
+from mnistgap.params import load_params
+from mnistgap.recipe import ImageError, preprocess_mnist, renormalize_batch
 
 QUANTILES = (0.001, 0.01, 0.05, 0.5)
 RATIO_SWEEP = (0.5, 0.55, 0.575, 0.6, 0.65, 0.7, 0.75)
@@ -107,15 +107,15 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
 
     p = load_params(args.params, ("leakage",))["leakage"]
-    threshold, ratio_threshold = p["threshold"], p["ratio_threshold"]
+    threshold, ratio_threshold = p.threshold, p.ratio_threshold
     train = read_idx(args.raw / "train-images-idx3-ubyte")
     test = read_idx(args.raw / "t10k-images-idx3-ubyte")
     started = time.perf_counter()
-    reference = normalize_batch(train).reshape(len(train), -1)
-    query = normalize_batch(test).reshape(len(test), -1)
+    reference = renormalize_batch(train).reshape(len(train), -1)
+    query = renormalize_batch(test).reshape(len(test), -1)
     dist, ratio, _ = _search(query, reference, args.device)
     print(
-        f"MNIST test ({len(test)}) vs train ({len(train)}) after normalize_batch: "
+        f"MNIST test ({len(test)}) vs train ({len(train)}) after renormalize_batch: "
         f"{time.perf_counter() - started:.1f} s on {args.device}\n"
     )
 
@@ -152,9 +152,9 @@ def main(argv: list[str] | None = None) -> None:
             try:
                 copies.append(fn(train[i]))
                 kept.append(i)
-            except ClassImageError:  # the loader rejected it (cannot happen for real digits)
+            except ImageError:  # the loader rejected it (cannot happen for real digits)
                 continue
-        q = normalize_batch(np.stack(copies)).reshape(len(copies), -1)
+        q = renormalize_batch(np.stack(copies)).reshape(len(copies), -1)
         d, r, nn = _search(q, reference, args.device)
         copy_results[name] = (d, r)
         fd, fr = d < threshold, r < ratio_threshold

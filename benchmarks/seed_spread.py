@@ -24,9 +24,9 @@ import torch
 import torch.nn.functional as F
 from defaults import train_defaults
 
-from mnistgap.config import load_params
 from mnistgap.data import load_split
-from mnistgap.models import normalize
+from mnistgap.params import load_params
+from mnistgap.recipe import normalize
 
 
 def main() -> None:

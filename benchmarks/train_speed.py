@@ -79,8 +79,8 @@ def run_ours(data: Path, epochs: int) -> dict:
     import numpy as np
     from defaults import train_defaults
 
-    from mnistgap.config import load_params
     from mnistgap.device import select_device
+    from mnistgap.params import load_params
 
     p = load_params("params.yaml")
     overrides = {"model": "mlp", "max_epochs": epochs, "patience": 0}

@@ -8,7 +8,7 @@ Input and output are float tensors ``(B, C, H, W)`` in ``[0, 1]`` with 0 = backg
 1 = ink (MNIST is ``(B, 1, 28, 28)``). Normalisation (``Normalize((0.5,), (0.5,))``) is
 *not* done here; it belongs after augmentation.
 
-Order of operations (each one optional, see :class:`AugmentConfig`):
+Order of operations (each one optional; the settings are :class:`mnistgap.params.Augment`):
 
 1. geometry: random affine (torchvision ``RandomAffine`` semantics) and elastic distortion
    (Simard et al. 2003), combined into ONE sampling grid and ONE bilinear ``grid_sample``;
@@ -22,228 +22,16 @@ then clamp to ``[0, 1]``.
 
 from __future__ import annotations
 
-import logging
 import math
-from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
 
-logger = logging.getLogger(__name__)
-
-__all__ = [
-    "AffineConfig",
-    "AffineParams",
-    "AugmentConfig",
-    "ContrastConfig",
-    "ElasticConfig",
-    "ErasingConfig",
-    "NoiseConfig",
-    "ThicknessConfig",
-    "affine_matrices",
-    "augment_batch",
-    "elastic_displacement",
-    "random_affine_matrices",
-    "sample_affine_params",
-]
+from mnistgap.params import Affine, Augment, Contrast, Elastic, Erasing, Noise, Thickness
 
 # Attempts per image when looking for an erasing rectangle that fits, as torchvision does.
 _ERASING_ATTEMPTS = 10
-
-
-def _check_range(name: str, lo_hi: tuple[float, float], lo_min: float | None = None) -> None:
-    """Raise ValueError unless ``lo_hi`` is a pair ``(lo, hi)`` with ``lo <= hi``."""
-    if len(lo_hi) != 2:
-        raise ValueError(f"{name} must be a pair (low, high), got {lo_hi!r}")
-    lo, hi = lo_hi
-    if lo > hi:
-        raise ValueError(f"{name} must have low <= high, got {lo_hi!r}")
-    if lo_min is not None and lo < lo_min:
-        raise ValueError(f"{name} must have low >= {lo_min}, got {lo_hi!r}")
-
-
-def _check_prob(name: str, p: float) -> None:
-    if not 0.0 <= p <= 1.0:
-        raise ValueError(f"{name} must lie in [0, 1], got {p!r}")
-
-
-@dataclass(frozen=True)
-class AffineConfig:
-    """Random affine transform, same parameter semantics as torchvision ``RandomAffine``.
-
-    ``RandomAffine(degrees=5, translate=(0.1, 0.1), scale=(0.8, 1.2), shear=5)``: angle
-    ``U(-degrees, degrees)``; translation ``round(U(-translate*W, translate*W))`` whole pixels
-    (likewise with H for y); scale ``U(*scale)``; shear_x ``U(-shear, shear)`` and shear_y 0
-    (what torchvision does with a single shear number); rotation about the image centre.
-    """
-
-    enabled: bool = True
-    degrees: float = 5.0
-    translate: float = 0.1
-    scale: tuple[float, float] = (0.8, 1.2)
-    shear: float = 5.0
-
-    def __post_init__(self) -> None:
-        if self.degrees < 0 or self.shear < 0:
-            raise ValueError("degrees and shear must be >= 0")
-        if not 0.0 <= self.translate <= 1.0:
-            raise ValueError(f"translate must lie in [0, 1], got {self.translate!r}")
-        _check_range("scale", self.scale)
-        if self.scale[0] <= 0:
-            raise ValueError(f"scale must be positive, got {self.scale!r}")
-
-
-@dataclass(frozen=True)
-class ElasticConfig:
-    """Elastic distortion of Simard et al. (2003).
-
-    A per-image displacement field ``U(-1, 1)`` per pixel and axis, smoothed by a Gaussian of
-    standard deviation ``sigma`` pixels, scaled by ``alpha`` pixels.
-    """
-
-    enabled: bool = False
-    alpha: float = 34.0
-    sigma: float = 4.0
-
-    def __post_init__(self) -> None:
-        if self.alpha < 0:
-            raise ValueError(f"alpha must be >= 0, got {self.alpha!r}")
-        if self.sigma <= 0:
-            raise ValueError(f"sigma must be > 0, got {self.sigma!r}")
-
-
-@dataclass(frozen=True)
-class ThicknessConfig:
-    """Stroke thickness change: with probability ``p`` per image, dilate or erode (50/50).
-
-    Dilation is a max filter, erosion a min filter, of size ``2r+1`` square with the radius
-    ``r`` drawn uniformly from ``1..max_radius`` per image (``max_radius=1`` means 3x3).
-    """
-
-    enabled: bool = False
-    p: float = 0.5
-    max_radius: int = 1
-
-    def __post_init__(self) -> None:
-        _check_prob("thickness.p", self.p)
-        if self.max_radius < 0:
-            raise ValueError(f"max_radius must be >= 0, got {self.max_radius!r}")
-
-
-@dataclass(frozen=True)
-class ErasingConfig:
-    """Random erasing like torchvision ``RandomErasing`` (value 0, i.e. background).
-
-    With probability ``p`` per image, a rectangle whose area is ``U(*scale)`` of the image and
-    whose aspect ratio h/w is log-uniform in ``ratio`` is set to 0; as in torchvision, up to 10
-    candidate rectangles are tried and the image is left alone if none fits.
-    """
-
-    enabled: bool = False
-    p: float = 0.5
-    scale: tuple[float, float] = (0.02, 0.15)
-    ratio: tuple[float, float] = (0.3, 3.3)
-
-    def __post_init__(self) -> None:
-        _check_prob("erasing.p", self.p)
-        _check_range("erasing.scale", self.scale, lo_min=0.0)
-        _check_range("erasing.ratio", self.ratio)
-        if self.ratio[0] <= 0:
-            raise ValueError(f"erasing.ratio must be positive, got {self.ratio!r}")
-
-
-@dataclass(frozen=True)
-class NoiseConfig:
-    """Additive Gaussian noise on every pixel; the per-image std is ``U(0, std)``."""
-
-    enabled: bool = False
-    std: float = 0.05
-
-    def __post_init__(self) -> None:
-        if self.std < 0:
-            raise ValueError(f"noise std must be >= 0, got {self.std!r}")
-
-
-@dataclass(frozen=True)
-class ContrastConfig:
-    """Fainter ink: per image, ``x -> c * x**g`` with ``c ~ U(low, high)``, ``g ~ U(*gamma)``.
-
-    Because background is 0, multiplying by ``c`` scales only the ink, like a faint pen. The
-    optional gamma (default ``(1, 1)``: off) reshapes anti-aliased stroke edges: ``g > 1``
-    thins and darkens edges relative to the core, ``g < 1`` thickens them; it keeps 0 and 1
-    fixed, so it is applied before the scaling.
-    """
-
-    enabled: bool = False
-    low: float = 0.6
-    high: float = 1.0
-    gamma: tuple[float, float] = (1.0, 1.0)
-
-    def __post_init__(self) -> None:
-        _check_range("contrast (low, high)", (self.low, self.high), lo_min=0.0)
-        _check_range("contrast.gamma", self.gamma)
-        if self.gamma[0] <= 0:
-            raise ValueError(f"contrast.gamma must be positive, got {self.gamma!r}")
-
-
-@dataclass(frozen=True)
-class AugmentConfig:
-    """All augmentation settings; ``enabled=False`` turns the whole thing into the identity."""
-
-    enabled: bool = True
-    affine: AffineConfig = field(default_factory=AffineConfig)
-    elastic: ElasticConfig = field(default_factory=ElasticConfig)
-    thickness: ThicknessConfig = field(default_factory=ThicknessConfig)
-    erasing: ErasingConfig = field(default_factory=ErasingConfig)
-    noise: NoiseConfig = field(default_factory=NoiseConfig)
-    contrast: ContrastConfig = field(default_factory=ContrastConfig)
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> AugmentConfig:
-        """Build from a nested plain dict (e.g. the ``augment`` block of params.yaml).
-
-        Missing keys take their defaults; lists become tuples; an unknown key at any level
-        raises ``ValueError`` so that a typo in params.yaml cannot silently do nothing.
-        """
-        if not isinstance(d, Mapping):
-            raise TypeError(f"augment config must be a mapping, got {type(d).__name__}")
-        sub_classes: dict[str, type] = {
-            "affine": AffineConfig,
-            "elastic": ElasticConfig,
-            "thickness": ThicknessConfig,
-            "erasing": ErasingConfig,
-            "noise": NoiseConfig,
-            "contrast": ContrastConfig,
-        }
-        unknown = set(d) - {"enabled", *sub_classes}
-        if unknown:
-            raise ValueError(
-                f"unknown augment keys {sorted(unknown)}; known: {['enabled', *sub_classes]}"
-            )
-        kwargs: dict[str, Any] = {}
-        if "enabled" in d:
-            kwargs["enabled"] = bool(d["enabled"])
-        for name, sub_cls in sub_classes.items():
-            if name in d and d[name] is not None:
-                kwargs[name] = _sub_config_from_dict(sub_cls, name, d[name])
-        return cls(**kwargs)
-
-
-def _sub_config_from_dict(sub_cls: type, name: str, value: Any) -> Any:
-    """Build one sub-config dataclass from a mapping (or pass an instance through)."""
-    if isinstance(value, sub_cls):
-        return value
-    if not isinstance(value, Mapping):
-        raise TypeError(f"augment.{name} must be a mapping, got {type(value).__name__}")
-    known = {f.name for f in fields(sub_cls)}
-    unknown = set(value) - known
-    if unknown:
-        raise ValueError(f"unknown augment.{name} keys {sorted(unknown)}; known: {sorted(known)}")
-    # YAML has no tuples: pairs such as scale: [0.8, 1.2] arrive as lists.
-    kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in value.items()}
-    return sub_cls(**kwargs)
 
 
 class AffineParams(NamedTuple):
@@ -268,7 +56,7 @@ def _uniform(
 
 def sample_affine_params(
     n: int,
-    cfg: AffineConfig,
+    cfg: Affine,
     generator: torch.Generator,
     device: torch.device | str,
     size: tuple[int, int] = (28, 28),
@@ -344,7 +132,7 @@ def affine_matrices(
 
 def random_affine_matrices(
     n: int,
-    cfg: AffineConfig,
+    cfg: Affine,
     generator: torch.Generator,
     device: torch.device | str,
     dtype: torch.dtype = torch.float32,
@@ -382,7 +170,7 @@ def _smoothing_matrix(
 
 def elastic_displacement(
     n: int,
-    cfg: ElasticConfig,
+    cfg: Elastic,
     generator: torch.Generator,
     size: tuple[int, int],
     device: torch.device | str,
@@ -438,7 +226,7 @@ def _affine_grid(theta: torch.Tensor, h: int, w: int) -> torch.Tensor:
     return (theta.transpose(1, 2).reshape(n, 6) @ basis).view(n, h, w, 2)
 
 
-def _geometric(x: torch.Tensor, cfg: AugmentConfig, generator: torch.Generator) -> torch.Tensor:
+def _geometric(x: torch.Tensor, cfg: Augment, generator: torch.Generator) -> torch.Tensor:
     """Affine and elastic in one grid and one bilinear grid_sample.
 
     torchvision's RandomAffine on PIL images defaults to NEAREST; we use bilinear because
@@ -474,7 +262,7 @@ def _box_extreme(x: torch.Tensor, r: int, dilate: bool) -> torch.Tensor:
     return out
 
 
-def _thickness(x: torch.Tensor, cfg: ThicknessConfig, generator: torch.Generator) -> torch.Tensor:
+def _thickness(x: torch.Tensor, cfg: Thickness, generator: torch.Generator) -> torch.Tensor:
     """Per image: with prob p dilate (max filter) or erode (min filter), 50/50, radius
     uniform in ``1..max_radius``. Every variant is computed for the whole batch and picked
     per image with ``torch.where`` (cheap at 28x28, and no per-image Python)."""
@@ -482,8 +270,6 @@ def _thickness(x: torch.Tensor, cfg: ThicknessConfig, generator: torch.Generator
     dev = x.device
     apply = torch.rand(n, generator=generator, device=dev) < cfg.p
     dilate = (torch.rand(n, generator=generator, device=dev) < 0.5).view(-1, 1, 1, 1)
-    if cfg.max_radius < 1:
-        return x
     radius = torch.randint(1, cfg.max_radius + 1, (n,), generator=generator, device=dev)
     out = x
     for r in range(1, cfg.max_radius + 1):
@@ -492,7 +278,7 @@ def _thickness(x: torch.Tensor, cfg: ThicknessConfig, generator: torch.Generator
     return out
 
 
-def _contrast(x: torch.Tensor, cfg: ContrastConfig, generator: torch.Generator) -> torch.Tensor:
+def _contrast(x: torch.Tensor, cfg: Contrast, generator: torch.Generator) -> torch.Tensor:
     """Per image ``c * x**g``; ``g`` drawn only when the gamma range is not (1, 1)."""
     n = x.shape[0]
     factor = _uniform(n, cfg.low, cfg.high, generator, x.device).to(x.dtype).view(-1, 1, 1, 1)
@@ -503,7 +289,7 @@ def _contrast(x: torch.Tensor, cfg: ContrastConfig, generator: torch.Generator) 
     return x * factor
 
 
-def _noise(x: torch.Tensor, cfg: NoiseConfig, generator: torch.Generator) -> torch.Tensor:
+def _noise(x: torch.Tensor, cfg: Noise, generator: torch.Generator) -> torch.Tensor:
     """Additive Gaussian noise with a per-image std ``U(0, std)``."""
     n = x.shape[0]
     std = _uniform(n, 0.0, cfg.std, generator, x.device).to(x.dtype).view(-1, 1, 1, 1)
@@ -511,7 +297,7 @@ def _noise(x: torch.Tensor, cfg: NoiseConfig, generator: torch.Generator) -> tor
     return x + std * noise.to(x.dtype)
 
 
-def _erasing(x: torch.Tensor, cfg: ErasingConfig, generator: torch.Generator) -> torch.Tensor:
+def _erasing(x: torch.Tensor, cfg: Erasing, generator: torch.Generator) -> torch.Tensor:
     """torchvision RandomErasing (value 0), batched: 10 candidate boxes per image, first fit."""
     n, _, h, w = x.shape
     dev = x.device
@@ -543,7 +329,7 @@ def _erasing(x: torch.Tensor, cfg: ErasingConfig, generator: torch.Generator) ->
     return x.masked_fill(mask[:, None], 0.0)
 
 
-def augment_batch(x: torch.Tensor, cfg: AugmentConfig, generator: torch.Generator) -> torch.Tensor:
+def augment_batch(x: torch.Tensor, cfg: Augment, generator: torch.Generator) -> torch.Tensor:
     """Augment a batch ``(B, C, H, W)`` in ``[0, 1]``, with independent parameters per image.
 
     ``generator`` must live on ``x.device``; it drives every random draw, so the same seed
@@ -578,7 +364,6 @@ def augment_batch(x: torch.Tensor, cfg: AugmentConfig, generator: torch.Generato
         out, changed = _erasing(out, cfg.erasing, generator), True
     if not changed:
         return orig
-    # In place when `out` is a fresh tensor (it is unless a part returned its input as is):
-    # a new 25 MB tensor per chunk costs more in page faults than the clamp itself.
-    out = out.clamp_(0.0, 1.0) if out is not orig else out.clamp(0.0, 1.0)
-    return out.to(out_dtype)
+    # Every part returns a new tensor, so the clamp runs in place (the input is never
+    # modified): a new tensor per chunk costs more in page faults than the clamp itself.
+    return out.clamp_(0.0, 1.0).to(out_dtype)

@@ -25,7 +25,35 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mnistgap.models import MLP, dropout_mask
+from mnistgap.models import MLP, Dropout, dropout_mask
+
+
+def covered_linears(model: nn.Module) -> list[nn.Linear]:
+    """The Linear layers of ``model`` if this step computes exactly its ``forward``, else raise.
+
+    The step is fenced: it covers an :class:`MLP` whose ``net`` is exactly ``Flatten``, then
+    ``(Linear, ReLU, Dropout)`` per hidden layer, then ``Linear``, with one dropout rate and
+    biases everywhere. Any other model or layer (a subclass, a BatchNorm, another activation)
+    is refused with a TypeError, so a change to the MLP can never be silently skipped in
+    training: it must be taught to this step first, or trained through autograd.
+    """
+    layers = list(getattr(model, "net", ()))
+    kinds = [type(m) for m in layers]
+    hidden = (len(kinds) - 2) // 3
+    expected = [nn.Flatten, *[nn.Linear, nn.ReLU, Dropout] * hidden, nn.Linear]
+    rates = {m.p for m in layers if isinstance(m, Dropout)}
+    if (
+        type(model) is not MLP
+        or kinds != expected
+        or rates != ({model.dropout_p} if hidden else set())
+        or any(m.bias is None for m in layers if isinstance(m, nn.Linear))
+    ):
+        names = ", ".join(k.__name__ for k in kinds) or type(model).__name__
+        raise TypeError(
+            "FusedMLPStep covers exactly MLP(Flatten, (Linear, ReLU, Dropout)*, Linear); "
+            f"refusing {type(model).__name__}({names}): train it through autograd"
+        )
+    return [m for m in layers if isinstance(m, nn.Linear)]
 
 
 class FusedMLPStep:
@@ -33,7 +61,7 @@ class FusedMLPStep:
     weights; the gradient lands in ``flat.grad`` for an optimizer over ``[flat]``."""
 
     def __init__(self, model: MLP, dtype: torch.dtype = torch.float32) -> None:
-        linears = [m for m in model.net if isinstance(m, nn.Linear)]
+        linears = covered_linears(model)
         params = [t for lin in linears for t in (lin.weight, lin.bias)]
         device = params[0].device
         self.dtype = dtype
@@ -41,6 +69,9 @@ class FusedMLPStep:
         self.dropout_p = float(model.dropout_p)
         self.flat = nn.Parameter(torch.cat([t.detach().reshape(-1) for t in params]))
         self.flat.grad = torch.zeros_like(self.flat)
+        #: What the optimizer updates: the one flat buffer.
+        self.parameters = [self.flat]
+        self._chunk_masks: list[torch.Tensor] | None = None
         shapes = [tuple(t.shape) for t in params]
         # The module's parameters become views of the flat buffer: one storage, two names.
         for t, view in zip(params, _views(self.flat.data, shapes), strict=True):
@@ -104,16 +135,23 @@ class FusedMLPStep:
             self.flat.grad.copy_(self._low_grad)
         return loss, logits
 
+    def prepare(self, x: torch.Tensor) -> torch.Tensor:
+        """A normalised chunk of images (n, 1, 28, 28) as flat rows in the step's dtype (one
+        cast per chunk), and the chunk's dropout masks, drawn at once for all its batches."""
+        self._chunk_masks = self.draw_masks(len(x))
+        return x.reshape(len(x), -1).to(self.dtype)
+
+    def __call__(
+        self, x: torch.Tensor, y: torch.Tensor, rows: slice
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """:meth:`forward_backward` of the batch ``x[rows]`` of the chunk last prepared, with
+        the same rows of that chunk's dropout masks."""
+        masks = None if self._chunk_masks is None else [m[rows] for m in self._chunk_masks]
+        return self.forward_backward(x[rows], y, masks)
+
     def step(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Draw this batch's dropout masks, then :meth:`forward_backward`."""
         return self.forward_backward(x, y, self.draw_masks(len(x)))
-
-
-def batch_masks(
-    masks: list[torch.Tensor] | None, start: int, stop: int
-) -> list[torch.Tensor] | None:
-    """Rows ``start:stop`` of masks drawn for a whole chunk by :meth:`FusedMLPStep.draw_masks`."""
-    return None if masks is None else [m[start:stop] for m in masks]
 
 
 def _views(buf: torch.Tensor, shapes: list[tuple[int, ...]]) -> list[torch.Tensor]:

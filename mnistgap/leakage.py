@@ -1,16 +1,16 @@
 """Leakage check: is a class digit a near-copy of an MNIST training image?
 
-Both sides go through the same batched normalisation (:func:`normalize_batch`: contrast to
-max 1, ink bounding box scaled to fit 20x20, centre of mass at the centre), then every class
-digit gets its two nearest MNIST training images by RMS pixel distance
-(:func:`two_nearest_neighbours`). A probable copy is flagged (:func:`find_leaks`) when the
-nearest distance is below a threshold, or when the nearest is much closer than the second
-nearest (ratio below a second threshold: a degraded copy, e.g. binarised, is far from its
-original in absolute terms but still far closer to it than to anything else). Both thresholds
-are calibrated on genuine MNIST test digits (``benchmarks/leakage_calibration.py``). The
-per-digit table is written as CSV by the ``leakage`` stage; :func:`mnistgap.data.read_flags`
-reads the flags back aligned to the class cache, so the evaluation stages can report results
-with and without them.
+Both sides go through the same batched normalisation
+(:func:`mnistgap.recipe.renormalize_batch`: contrast to max 1, ink bounding box scaled to fit
+20x20, centre of mass at the centre), then every class digit gets its two nearest MNIST
+training images by RMS pixel distance (:func:`two_nearest_neighbours`). A probable copy is
+flagged (:func:`find_leaks`) when the nearest distance is below a threshold, or when the
+nearest is much closer than the second nearest (ratio below a second threshold: a degraded
+copy, e.g. binarised, is far from its original in absolute terms but still far closer to it
+than to anything else). Both thresholds are calibrated on genuine MNIST test digits
+(``benchmarks/leakage_calibration.py``). The per-digit table is written as CSV by the
+``leakage`` stage; :func:`mnistgap.data.read_flags` reads the flags back aligned to the class
+cache, so the evaluation stages can report results with and without them.
 """
 
 from __future__ import annotations
@@ -22,14 +22,10 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-import torch.nn.functional as F
+
+from mnistgap.recipe import renormalize_batch
 
 log = logging.getLogger(__name__)
-
-SIZE = 28  # MNIST image side
-BOX = 20  # the ink's longer side after normalisation (LeCun et al.'s 20x20 box)
-CENTRE = 14  # pixel index the centre of mass lands on (as MNIST: index 14 of 0..27)
-BBOX_LEVEL = 0.1  # after scaling to max 1, only pixels above this define the bounding box
 
 CSV_HEADER = (
     "file",
@@ -46,84 +42,10 @@ CSV_HEADER = (
     "reason",
 )
 
-
-def _as_float_images(images: torch.Tensor | np.ndarray) -> torch.Tensor:
-    """(N, 28, 28) uint8 (0..255) or float -> float32 tensor; uint8 scaled to [0, 1]."""
-    t = torch.as_tensor(images)
-    if t.ndim != 3 or tuple(t.shape[1:]) != (SIZE, SIZE):
-        raise ValueError(f"images must be (N, {SIZE}, {SIZE}), got {tuple(t.shape)}")
-    if t.dtype == torch.uint8:
-        return t.to(torch.float32) / 255.0
-    if not t.is_floating_point():
-        raise ValueError(f"images must be uint8 or float, got {t.dtype}")
-    return t.to(torch.float32)
-
-
-def _bbox_extent(mask: torch.Tensor) -> torch.Tensor:
-    """Number of rows from the first to the last True entry of each (N, L) mask (0 if none)."""
-    length = mask.shape[1]
-    as_int = mask.to(torch.int8)
-    # argmax returns the first maximum: the first True from the front, and from the back.
-    first = as_int.argmax(dim=1)
-    last = length - 1 - as_int.flip(1).argmax(dim=1)
-    return torch.where(mask.any(dim=1), last - first + 1, torch.zeros_like(first))
-
-
-def _normalize_chunk(x: torch.Tensor) -> torch.Tensor:
-    """:func:`normalize_batch` on one chunk of float32 (n, 28, 28) images."""
-    n = x.shape[0]
-    x = x.clamp_min(0.0)
-    peak = x.amax(dim=(1, 2))
-    ink = peak > 0
-    # Blank images: divide by 1 (they stay 0) instead of by 0.
-    x = x / torch.where(ink, peak, torch.ones_like(peak))[:, None, None]
-
-    above = x > BBOX_LEVEL
-    height = _bbox_extent(above.any(dim=2))
-    width = _bbox_extent(above.any(dim=1))
-    longest = torch.maximum(height, width).to(torch.float32)
-    scale = BOX / longest.clamp_min(1.0)
-
-    mass = x.sum(dim=(1, 2)).clamp_min(torch.finfo(torch.float32).tiny)
-    coords = torch.arange(SIZE, dtype=torch.float32)
-    cy = (x.sum(dim=2) * coords).sum(dim=1) / mass
-    cx = (x.sum(dim=1) * coords).sum(dim=1) / mass
-
-    # Output pixel p samples input q = c + (p - CENTRE) / s (pixel indices). With
-    # align_corners=False, index i sits at normalised u = (2i + 1) / SIZE - 1, so in normalised
-    # coordinates u_in = u_out / s + b with b = (2c + 1) / SIZE - 1 + (SIZE - 2 CENTRE - 1) /
-    # (SIZE s). (For s = 1, c = 14 this is the identity.)
-    inv = 1.0 / scale
-    offset = (SIZE - 2 * CENTRE - 1) / SIZE * inv
-    bx = (2 * cx + 1) / SIZE - 1 + offset
-    by = (2 * cy + 1) / SIZE - 1 + offset
-    theta = torch.zeros(n, 2, 3, dtype=torch.float32)
-    theta[:, 0, 0] = inv  # row 0 yields the x (column) coordinate
-    theta[:, 0, 2] = bx
-    theta[:, 1, 1] = inv
-    theta[:, 1, 2] = by
-    grid = F.affine_grid(theta, [n, 1, SIZE, SIZE], align_corners=False)
-    out = F.grid_sample(
-        x[:, None], grid, mode="bilinear", padding_mode="zeros", align_corners=False
-    )[:, 0]
-    out = out * ink[:, None, None]  # blank in, blank out (exactly)
-    return out.clamp_(0.0, 1.0)
-
-
-def normalize_batch(images: torch.Tensor | np.ndarray, chunk: int = 8192) -> torch.Tensor:
-    """MNIST-style normalisation of a batch, vectorised: (N, 28, 28) -> float32 in [0, 1].
-
-    Per image: scale so the brightest pixel is 1; take the bounding box of pixels above 0.1;
-    scale by ``s = 20 / max(box height, box width)`` about the ink's centre of mass and move
-    that centre to pixel (14, 14) with one bilinear ``grid_sample`` (zeros outside). uint8
-    input is read as 0..255. Blank images (max <= 0) come out all zero. ``chunk`` bounds the
-    memory used at once; it does not change the result.
-    """
-    x = _as_float_images(images).cpu()
-    if chunk < 1:
-        raise ValueError(f"chunk must be >= 1, got {chunk}")
-    parts = [_normalize_chunk(x[i : i + chunk]) for i in range(0, x.shape[0], chunk)]
-    return torch.cat(parts) if parts else x.new_zeros((0, SIZE, SIZE))
+#: Query rows compared with the whole reference set at once: the search's working memory is
+#: QUERY_CHUNK x references x 4 bytes (123 MB against MNIST's 60,000), whatever the number of
+#: class digits.
+QUERY_CHUNK = 512
 
 
 def _check_search_inputs(query: torch.Tensor, reference: torch.Tensor, chunk: int, k: int) -> None:
@@ -150,40 +72,34 @@ def _k_nearest(
     n_query, dim = q.shape
     started = time.perf_counter()
     half_r2 = 0.5 * (r * r).sum(dim=1)
-    # Running best k per query, kept sorted by (score, index).
-    best = torch.full((n_query, k), float("inf"), dtype=torch.float32)
-    best_idx = torch.full((n_query, k), r.shape[0], dtype=torch.int64)  # placeholder > any index
-    for start in range(0, r.shape[0], chunk):
-        block = r[start : start + chunk]
-        # (|a - b|^2 - |a|^2) / 2 for every pair of the chunk, in one BLAS call.
-        score = torch.addmm(half_r2[None, start : start + chunk], q, block.T, alpha=-1)
-        vals, args = [], []
-        for _ in range(min(k, block.shape[0])):
-            # argmin returns the first minimum: on a tie the lowest index within the chunk.
-            # (torch.topk gives no such guarantee.) Masking the winner with +inf makes the
-            # next pass return a different column, so the k indices are distinct.
-            arg = score.argmin(dim=1, keepdim=True)
-            vals.append(score.gather(1, arg))
-            args.append(arg + start)
+    rms = torch.empty(n_query, k, dtype=torch.float32)
+    index = torch.empty(n_query, k, dtype=torch.int64)
+    for start in range(0, n_query, chunk):
+        block = q[start : start + chunk]
+        # (|a - b|^2 - |a|^2) / 2 for every pair, in one BLAS call: the same order as the
+        # distance, since |a|^2 is the same for every candidate of a query.
+        score = torch.addmm(half_r2[None, :], block, r.T, alpha=-1)
+        picks = []
+        for _ in range(k):
+            # argmin returns the first minimum: on a tie the lowest index. (torch.topk does
+            # not: on ties it returned other indices in every trial.) Masking the winner
+            # with +inf makes the next pass return a different column.
+            pick = score.argmin(dim=1, keepdim=True)
+            picks.append(pick)
             if k > 1:
-                score.scatter_(1, arg, float("inf"))
-        cand = torch.cat([best, *vals], dim=1)
-        cand_idx = torch.cat([best_idx, *args], dim=1)
-        # Merge: sort by index, then stably by score, so equal scores keep the lower index.
-        by_index = cand_idx.argsort(dim=1, stable=True)
-        cand, cand_idx = cand.gather(1, by_index), cand_idx.gather(1, by_index)
-        by_score = cand.argsort(dim=1, stable=True)[:, :k]
-        best, best_idx = cand.gather(1, by_score), cand_idx.gather(1, by_score)
-    # Exact distances of the winners from the differences: a sum of squares is never
-    # negative, and an exact copy reports 0 rather than the expansion's rounding error.
-    diff = q[:, None, :] - r[best_idx]
-    rms = ((diff * diff).sum(dim=2) / dim).sqrt()
+                score.scatter_(1, pick, float("inf"))
+        idx = torch.cat(picks, dim=1)
+        # Exact distances of the winners from the differences: a sum of squares is never
+        # negative, and an exact copy reports 0 rather than the expansion's rounding error.
+        diff = block[:, None, :] - r[idx]
+        rms[start : start + chunk] = ((diff * diff).sum(dim=2) / dim).sqrt()
+        index[start : start + chunk] = idx
     if k == 2:
         # The ranking's rounding can order two near-equal candidates the wrong way round;
         # the exact distances decide (a strict swap, so exact ties keep the lower index first).
         swap = rms[:, 1] < rms[:, 0]
         rms[swap] = rms[swap].flip(1)
-        best_idx[swap] = best_idx[swap].flip(1)
+        index[swap] = index[swap].flip(1)
     log.info(
         "%d nearest neighbour(s): %d queries x %d references (D=%d) in %.2f s",
         k,
@@ -192,36 +108,33 @@ def _k_nearest(
         dim,
         time.perf_counter() - started,
     )
-    return rms, best_idx
+    return rms, index
 
 
 def nearest_neighbours(
-    query: torch.Tensor, reference: torch.Tensor, chunk: int = 4096
+    query: torch.Tensor, reference: torch.Tensor, chunk: int = QUERY_CHUNK
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Nearest reference row of every query row by Euclidean distance, reported as RMS.
 
-    ``query`` (Q, D) and ``reference`` (R, D) float32. The search uses the expansion
-    ``|a - b|^2 = |a|^2 + |b|^2 - 2 a.b`` as one matmul per chunk of ``chunk`` reference rows;
-    since ``|a|^2`` is the same for every candidate of a query, it ranks by
-    ``|b|^2 / 2 - a.b`` (same order, one full-size addition less). Ties go to the lowest index.
-    The winner's distance is then recomputed directly from the difference (a sum of squares,
-    so never negative, and an exact copy reports 0 rather than the expansion's rounding error).
-    Returns ``(rms_distance (Q,) float32, index (Q,) int64)``, RMS = sqrt(d2 / D).
+    ``query`` (Q, D) and ``reference`` (R, D) float32. ``chunk`` query rows at a time are
+    ranked against every reference row with the expansion ``|a - b|^2 = |a|^2 + |b|^2 - 2 a.b``
+    as one matmul (by ``|b|^2 / 2 - a.b``: same order, one full-size addition less), so the
+    memory used is bounded by ``chunk``, not by Q. Ties go to the lowest index. The winner's
+    distance is then recomputed directly from the difference. Returns
+    ``(rms_distance (Q,) float32, index (Q,) int64)``, RMS = sqrt(d2 / D).
     """
     rms, idx = _k_nearest(query, reference, 1, chunk)
     return rms[:, 0], idx[:, 0]
 
 
 def two_nearest_neighbours(
-    query: torch.Tensor, reference: torch.Tensor, chunk: int = 4096
+    query: torch.Tensor, reference: torch.Tensor, chunk: int = QUERY_CHUNK
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The nearest and second-nearest reference rows of every query row (distinct indices).
 
-    Same search as :func:`nearest_neighbours` (chunked matmul ranking, ties to the lowest
-    index, distances recomputed exactly), keeping the best two per chunk and merging them
-    across chunks. Needs at least two reference rows. Returns ``(rms_distance (Q, 2) float32,
-    index (Q, 2) int64)``; column 0 is the nearest, column 1 the second nearest, so
-    ``rms[:, 0] <= rms[:, 1]`` up to float32 rounding of the ranking.
+    Same search as :func:`nearest_neighbours`. Needs at least two reference rows. Returns
+    ``(rms_distance (Q, 2) float32, index (Q, 2) int64)``; column 0 is the nearest, column 1
+    the second nearest, so ``rms[:, 0] <= rms[:, 1]``; exact ties keep the lower index first.
     """
     return _k_nearest(query, reference, 2, chunk)
 
@@ -287,7 +200,8 @@ def find_leaks(
     degraded by e.g. binarisation is no longer close in absolute terms, but still much closer
     to its own original than to any other training image, which genuine handwriting is not).
     ``ratio_threshold`` = 0 switches the ratio criterion off. Images are (N, 28, 28) uint8 or
-    float; both sides go through :func:`normalize_batch` first. Needs >= 2 training images.
+    float; both sides go through :func:`mnistgap.recipe.renormalize_batch` first. Needs >= 2
+    training images.
     """
     if not threshold >= 0:
         raise ValueError(f"threshold must be >= 0, got {threshold}")
@@ -296,8 +210,8 @@ def find_leaks(
     labels = np.asarray(mnist_labels).astype(np.int64)
     if labels.ndim != 1 or len(labels) != len(mnist_images):
         raise ValueError(f"mnist_labels must be ({len(mnist_images)},), got shape {labels.shape}")
-    query = normalize_batch(class_images).reshape(len(class_images), -1)
-    reference = normalize_batch(mnist_images).reshape(len(mnist_images), -1)
+    query = renormalize_batch(class_images).reshape(len(class_images), -1)
+    reference = renormalize_batch(mnist_images).reshape(len(mnist_images), -1)
     distances, indices = two_nearest_neighbours(query, reference)
     dist = distances.numpy().astype(np.float32)
     idx = indices.numpy().astype(np.int64)

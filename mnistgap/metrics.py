@@ -16,7 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mnistgap.models import NUM_CLASSES, normalize
+from mnistgap.models import NUM_CLASSES
+from mnistgap.recipe import normalize
 
 
 @torch.inference_mode()

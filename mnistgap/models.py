@@ -2,44 +2,27 @@
 
 A checkpoint is a plain dict of tensors, numbers, strings and lists (loadable with
 ``torch.load(..., weights_only=True)``): the ``state_dict``, the ``model_config`` needed to
-rebuild the network, and the ``preprocessing`` constants the inputs must go through.
+rebuild the network (:class:`mnistgap.params.ModelParams`), and the ``preprocessing``
+constants the inputs must go through (:mod:`mnistgap.recipe`).
 """
 
 from __future__ import annotations
 
 import io
 import math
-from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
+from pydantic import ValidationError
 from torch import nn
 
 from mnistgap import atomic
+from mnistgap.params import ModelParams
+from mnistgap.recipe import NORM_MEAN, NORM_STD, SIZE
 
-IMAGE_SIZE = 28
 NUM_CLASSES = 10
-# The report's Normalize((0.5,), (0.5,)): pixels in [0, 1] -> [-1, 1].
-NORM_MEAN = 0.5
-NORM_STD = 0.5
-
-
-@dataclass(frozen=True)
-class ModelConfig:
-    """Everything needed to rebuild a network (stored in every checkpoint)."""
-
-    kind: str = "mlp"  # "mlp" | "cnn"
-    hidden: list[int] = field(default_factory=lambda: [512, 256, 128])
-    dropout: float = 0.2
-    cnn_channels: list[int] = field(default_factory=lambda: [32, 64])
-
-    @classmethod
-    def from_params(cls, p: Mapping[str, Any]) -> ModelConfig:
-        """The network described by validated params (``model`` names the kind)."""
-        return cls(p["model"], p["hidden"], p["dropout"], p["cnn_channels"])
-
+FORMAT = "mnistgap-checkpoint-v2"
 
 # Dropout draws 15-bit random integers, so p is quantised to a multiple of 2^-15.
 _MASK_BITS = 15
@@ -81,7 +64,7 @@ class MLP(nn.Module):
         super().__init__()
         self.dropout_p = dropout
         layers: list[nn.Module] = [nn.Flatten()]
-        width = IMAGE_SIZE * IMAGE_SIZE
+        width = SIZE * SIZE
         for h in hidden:
             layers += [nn.Linear(width, h), nn.ReLU(), Dropout(dropout)]
             width = h
@@ -100,7 +83,7 @@ class CNN(nn.Module):
     def __init__(self, channels: list[int], dropout: float) -> None:
         super().__init__()
         layers: list[nn.Module] = []
-        c_in, size = 1, IMAGE_SIZE
+        c_in, size = 1, SIZE
         for c_out in channels:
             layers += [
                 nn.Conv2d(c_in, c_out, 3, padding=1, bias=False),
@@ -124,37 +107,27 @@ class CNN(nn.Module):
         return self.net(x)
 
 
-def build_model(cfg: ModelConfig) -> nn.Module:
-    """Instantiate the network described by ``cfg``."""
-    if cfg.kind == "mlp":
+def build_model(cfg: ModelParams) -> nn.Module:
+    """Instantiate the network described by ``cfg`` (its ``model`` names the kind)."""
+    if cfg.model == "mlp":
         return MLP(list(cfg.hidden), cfg.dropout)
-    if cfg.kind == "cnn":
-        return CNN(list(cfg.cnn_channels), cfg.dropout)
-    raise ValueError(f"unknown model kind {cfg.kind!r} (allowed: mlp, cnn)")
-
-
-def normalize(images: torch.Tensor) -> torch.Tensor:
-    """uint8 (N, 28, 28) or float in [0, 1] -> the model's input scale (float32, (N, 1, 28, 28))."""
-    x = images.float() / 255.0 if images.dtype == torch.uint8 else images.float()
-    if x.dim() == 3:
-        x = x.unsqueeze(1)
-    return (x - NORM_MEAN) / NORM_STD
+    return CNN(list(cfg.cnn_channels), cfg.dropout)
 
 
 def save_checkpoint(
     path: str | Path,
     model: nn.Module,
-    cfg: ModelConfig,
+    cfg: ModelParams,
     extra: dict[str, Any] | None = None,
 ) -> None:
     """Atomically save a self-describing checkpoint (weights + config + preprocessing)."""
     state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
     ckpt = {
-        "format": "mnistgap-checkpoint-v1",
+        "format": FORMAT,
         "state_dict": state,
-        "model_config": asdict(cfg),
+        "model_config": cfg.model_dump(),
         "preprocessing": {
-            "image_size": IMAGE_SIZE,
+            "image_size": SIZE,
             "norm_mean": NORM_MEAN,
             "norm_std": NORM_STD,
             "ink": "light on dark, pixels 0-255 scaled to [0, 1]",
@@ -171,11 +144,14 @@ def load_checkpoint(
 ) -> tuple[nn.Module, dict[str, Any]]:
     """Load a checkpoint safely (``weights_only=True``); return the eval-mode model and the dict."""
     ckpt = torch.load(path, map_location=device, weights_only=True)
-    if not isinstance(ckpt, dict) or ckpt.get("format") != "mnistgap-checkpoint-v1":
-        raise ValueError(f"{path} is not a mnistgap checkpoint")
-    cfg = ModelConfig(**ckpt["model_config"])
+    if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
+        raise ValueError(f"{path} is not a mnistgap checkpoint ({FORMAT})")
+    try:
+        cfg = ModelParams.model_validate(ckpt["model_config"])
+    except ValidationError as err:
+        raise ValueError(f"{path}: bad model_config: {err.errors()[0]['msg']}") from None
     pre = ckpt["preprocessing"]
-    if (pre["norm_mean"], pre["norm_std"], pre["image_size"]) != (NORM_MEAN, NORM_STD, IMAGE_SIZE):
+    if (pre["norm_mean"], pre["norm_std"], pre["image_size"]) != (NORM_MEAN, NORM_STD, SIZE):
         raise ValueError(f"{path} was trained with other preprocessing constants: {pre}")
     model = build_model(cfg).to(device)
     model.load_state_dict(ckpt["state_dict"])

@@ -49,5 +49,21 @@ GROUPS = {
         "10": (0.9231, 0.2541, 39),
     },
 }
+
+
+def is_reference_collection(handed_in: dict[str, int]) -> bool:
+    """Does a class folder hold the reference's own collection (or a part of it)?
+
+    ``handed_in`` maps each group id to the number of its digit files in the folder
+    (usable or not: the reference counted before its filter). The reference names groups
+    1-10 and gives how many digits each handed in (Figure 11, stage 1); a folder is taken
+    for that collection when every group it holds is one of those ids with exactly that
+    count. The bundled UCI sample (13 groups of 138-139) is not; the development groups
+    1-5 (40, 30, 40, 40, 40) are. Only then do per-group rows compare like with like.
+    """
+    counts = {gid: n for gid, (_, _, n) in GROUPS["stage1"].items()}
+    return bool(handed_in) and all(counts.get(g) == n for g, n in handed_in.items())
+
+
 # Figure 7: MNIST test per-class mean loss (stage 5).
 MNIST_PER_CLASS_LOSS = [0.01, 0.01, 0.03, 0.06, 0.04, 0.10, 0.03, 0.10, 0.09, 0.11]

@@ -1,32 +1,35 @@
 """The training loop: in-memory uint8 tensors, per-batch augmentation, Adam, early stopping.
 
-Short and explicit in the style of pytorch/examples' mnist/main.py. All data stay in memory
-as uint8 (51,000 x 784 bytes = 40 MB); each batch is gathered, augmented on tensors with
-independent parameters per image, normalized and fed to the model: no DataLoader, no
-per-image Python. With the MLP's hand-written step (fused_mlp.py) an epoch of 51,000 images
-takes about 2 s on two CPU cores, against 15-20 s for the report's per-image pipeline.
+Short and explicit in the style of pytorch/examples' mnist/main.py, read top to bottom in
+:func:`train_model`. All data stay in memory as uint8 (51,000 x 784 bytes = 40 MB); chunks of
+images are gathered, augmented on tensors with independent parameters per image, normalised
+and cut into batches: no DataLoader, no per-image Python. One optimisation step's forward and
+backward is an object chosen once, before the loop: :class:`AutogradStep` for any model, or
+the MLP's hand-written :class:`mnistgap.fused_mlp.FusedMLPStep` (same arithmetic, fewer ops).
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import logging
 import math
 import time
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, fields
-from typing import Any
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from mnistgap.augment import AugmentConfig, augment_batch
+from mnistgap.augment import augment_batch
 from mnistgap.device import bf16_supported
-from mnistgap.fused_mlp import FusedMLPStep, batch_masks
+from mnistgap.fused_mlp import FusedMLPStep
 from mnistgap.metrics import predict_logits
-from mnistgap.models import MLP, NORM_MEAN, NORM_STD
+from mnistgap.models import MLP
+from mnistgap.params import Augment, TrainParams
+from mnistgap.recipe import normalize
 
 log = logging.getLogger(__name__)
 
@@ -38,30 +41,6 @@ AUGMENT_CHUNK = 2048
 def to_unit(images: torch.Tensor) -> torch.Tensor:
     """uint8 (N, 28, 28) -> float32 (N, 1, 28, 28) in [0, 1], the augmentation's input."""
     return images.unsqueeze(1).float().div_(255.0)
-
-
-def _normalize_(x: torch.Tensor) -> torch.Tensor:
-    """In place, the same arithmetic as :func:`mnistgap.models.normalize` ([0, 1] -> [-1, 1])."""
-    return x.sub_(NORM_MEAN).div_(NORM_STD)
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """Hyperparameters of one training run (defaults are the report's, plus the lr schedule)."""
-
-    lr: float = 1.0e-3
-    batch_size: int = 128
-    max_epochs: int = 20
-    patience: int = 3  # 0 disables early stopping (the last epoch's weights are kept)
-    lr_schedule: str = "cosine"  # "none" | "cosine"
-    seed: int = 42
-    precision: str = "bf16"  # "bf16" | "fp32"
-    eval_batch_size: int = 4096
-
-    @classmethod
-    def from_params(cls, p: Mapping[str, Any]) -> TrainConfig:
-        """Pick this config's fields out of validated params (extra keys are ignored)."""
-        return cls(**{f.name: p[f.name] for f in fields(cls)})
 
 
 class EarlyStopping:
@@ -118,14 +97,54 @@ def evaluate_loss_acc(
     return loss, acc
 
 
+class AutogradStep:
+    """Forward and backward of any model through autograd, matmuls in bf16 under autocast
+    when ``dtype`` is bf16; the gradients land in the parameters' ``.grad``."""
+
+    def __init__(self, model: nn.Module, dtype: torch.dtype) -> None:
+        self.model = model
+        self.dtype = dtype
+        self.parameters = list(model.parameters())
+
+    def prepare(self, x: torch.Tensor) -> torch.Tensor:
+        """A normalised chunk of images (n, 1, 28, 28), as the model takes it."""
+        return x
+
+    def __call__(
+        self, x: torch.Tensor, y: torch.Tensor, rows: slice
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mean cross-entropy of the batch ``x[rows]`` against ``y``; returns (loss, logits)."""
+        device_type = x.device.type
+        with torch.autocast(device_type, torch.bfloat16, enabled=self.dtype == torch.bfloat16):
+            logits = self.model(x[rows])
+        loss = F.cross_entropy(logits.float(), y)
+        self.model.zero_grad(set_to_none=True)
+        loss.backward()
+        return loss, logits
+
+
+@contextlib.contextmanager
+def _flush_denormals() -> Iterator[None]:
+    """Treat denormal floats as zero while training, and restore the default afterwards.
+
+    Late in training many gradients and Adam moments underflow to denormals, which x86 CPUs
+    handle ~100x slower (epochs got 50% slower); flushing them changes nothing measurable.
+    """
+    torch.set_flush_denormal(True)
+    try:
+        yield
+    finally:
+        torch.set_flush_denormal(False)
+
+
 def train_model(
     model: nn.Module,
     train_x: torch.Tensor,
     train_y: torch.Tensor,
     val_x: torch.Tensor,
     val_y: torch.Tensor,
-    cfg: TrainConfig,
-    augment: AugmentConfig,
+    cfg: TrainParams,
+    augment: Augment,
     device: torch.device,
     on_epoch: Callable[[dict[str, float]], None] | None = None,
 ) -> TrainResult:
@@ -134,77 +153,71 @@ def train_model(
     ``train_x``/``val_x`` are uint8 (N, 28, 28) and ``train_y``/``val_y`` int64 (N,), on CPU.
     On return the model holds the best-validation-loss weights (or the last ones if
     ``cfg.patience == 0``) and is in eval mode. ``on_epoch`` receives each epoch's metrics.
+    The global random state (dropout masks draw from it) and the denormal mode are restored
+    on return: training has no lasting side effect on the process.
     """
+    cuda = [device] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=cuda), _flush_denormals():
+        return _train(model, train_x, train_y, val_x, val_y, cfg, augment, device, on_epoch)
+
+
+def _train(
+    model: nn.Module,
+    train_x: torch.Tensor,
+    train_y: torch.Tensor,
+    val_x: torch.Tensor,
+    val_y: torch.Tensor,
+    cfg: TrainParams,
+    augment: Augment,
+    device: torch.device,
+    on_epoch: Callable[[dict[str, float]], None] | None,
+) -> TrainResult:
     torch.manual_seed(cfg.seed)  # dropout masks; weight init happened before, from the caller
-    # Late in training many gradients and Adam moments underflow to denormal floats, which
-    # x86 CPUs handle ~100x slower (epochs got 50% slower). Flushing them to zero changes
-    # nothing measurable in the results. Set before the thread pool starts so workers inherit.
-    torch.set_flush_denormal(True)
     model.to(device)
     shuffle_gen = torch.Generator().manual_seed(cfg.seed)
     aug_gen = torch.Generator(device=device).manual_seed(cfg.seed + 1)
     train_x, train_y = train_x.to(device), train_y.to(device)
-
     n = len(train_x)
-    steps_per_epoch = math.ceil(n / cfg.batch_size)
+
     use_bf16 = cfg.precision == "bf16" and bf16_supported(device)
     if cfg.precision == "bf16" and not use_bf16:
         log.warning("precision bf16 requested but not supported on %s; using fp32", device)
-    # The MLP trains through a hand-written step (same arithmetic, ~2x faster per step, see
-    # fused_mlp.py); other models through autograd, with bf16 autocast.
-    fused = (
-        FusedMLPStep(model, torch.bfloat16 if use_bf16 else torch.float32)
-        if isinstance(model, MLP)
-        else None
-    )
-    params = [fused.flat] if fused is not None else list(model.parameters())
+    dtype = torch.bfloat16 if use_bf16 else torch.float32
+    # The step is chosen once: the MLP's hand-written one (same arithmetic, ~2x faster per
+    # step, see fused_mlp.py; it refuses any model it does not exactly cover), autograd for
+    # any other model.
+    step = FusedMLPStep(model, dtype) if type(model) is MLP else AutogradStep(model, dtype)
     # fused=True: one kernel for all parameters; 2x faster than the per-tensor loop on CPU.
-    opt = torch.optim.Adam(params, lr=cfg.lr, fused=True)
+    opt = torch.optim.Adam(step.parameters, lr=cfg.lr, fused=True)
+    steps_per_epoch = math.ceil(n / cfg.batch_size)
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, _lr_lambda(cfg.lr_schedule, cfg.max_epochs * steps_per_epoch)
     )
+    # Whole chunks of batches are augmented at once: every image still gets its own random
+    # parameters, but per-call overhead is paid once per ~2k images instead of per 128.
+    chunk = cfg.batch_size * max(1, AUGMENT_CHUNK // cfg.batch_size)
 
     stopper = EarlyStopping(cfg.patience)
     result = TrainResult()
     t0 = time.perf_counter()
-    epochs = tqdm(range(1, cfg.max_epochs + 1), desc="epochs", disable=None, leave=False)
-    # Augment whole chunks of batches at once: every image still gets its own random
-    # parameters, but per-call overhead is paid once per ~8k images instead of per 128.
-    chunk = cfg.batch_size * max(1, AUGMENT_CHUNK // cfg.batch_size)
-    for epoch in epochs:
+    for epoch in tqdm(range(1, cfg.max_epochs + 1), desc="epochs", disable=None, leave=False):
         model.train()
+        t_epoch = time.perf_counter()
         perm = torch.randperm(n, generator=shuffle_gen).to(device)
         loss_sum = torch.zeros((), device=device)
         correct = torch.zeros((), dtype=torch.int64, device=device)
-        t_epoch = time.perf_counter()
-        bar = tqdm(total=n, desc=f"epoch {epoch}", unit="img", disable=None, leave=False)
         for c0 in range(0, n, chunk):
-            idx_chunk = perm[c0 : c0 + chunk]
-            x_chunk = _normalize_(augment_batch(to_unit(train_x[idx_chunk]), augment, aug_gen))
-            if fused is not None:  # flat rows in the step's dtype, cast once per chunk
-                x_chunk = x_chunk.reshape(len(x_chunk), -1).to(fused.dtype)
-                masks = fused.draw_masks(len(x_chunk))
-            y_chunk = train_y[idx_chunk]
-            for b0 in range(0, len(idx_chunk), cfg.batch_size):
-                x = x_chunk[b0 : b0 + cfg.batch_size]
-                y = y_chunk[b0 : b0 + cfg.batch_size]
-                if fused is not None:
-                    loss, logits = fused.forward_backward(
-                        x, y, batch_masks(masks, b0, b0 + cfg.batch_size)
-                    )
-                else:
-                    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
-                        logits = model(x)
-                    loss = F.cross_entropy(logits.float(), y)
-                    opt.zero_grad(set_to_none=True)
-                    loss.backward()
+            idx = perm[c0 : c0 + chunk]
+            xs = step.prepare(normalize(augment_batch(to_unit(train_x[idx]), augment, aug_gen)))
+            ys = train_y[idx]
+            for b0 in range(0, len(idx), cfg.batch_size):
+                rows = slice(b0, b0 + cfg.batch_size)
+                loss, logits = step(xs, ys[rows], rows)
                 opt.step()
                 sched.step()
                 # Accumulate on-device: no .item() sync per batch.
-                loss_sum += loss.detach() * len(y)
-                correct += (logits.argmax(1) == y).sum()
-            bar.update(len(idx_chunk))
-        bar.close()
+                loss_sum += loss.detach() * len(logits)
+                correct += (logits.argmax(1) == ys[rows]).sum()
         train_seconds = time.perf_counter() - t_epoch
 
         val_loss, val_acc = evaluate_loss_acc(model, val_x, val_y, cfg.eval_batch_size, device)

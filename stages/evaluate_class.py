@@ -16,9 +16,9 @@ import numpy as np
 
 from mnistgap import atomic, plots
 from mnistgap.cli import class_eval_parser, run_stage
-from mnistgap.config import load_params
 from mnistgap.evaluation import evaluate_class_digits, write_standard_outputs
 from mnistgap.metrics import summary
+from mnistgap.params import load_params
 
 log = logging.getLogger("stages.evaluate_class")
 

@@ -14,9 +14,9 @@ import sys
 
 from mnistgap import atomic, plots
 from mnistgap.cli import class_eval_parser, run_stage
-from mnistgap.config import load_params
 from mnistgap.evaluation import evaluate_class_digits
 from mnistgap.metrics import group_digit_accuracy, group_summaries
+from mnistgap.params import load_params
 
 log = logging.getLogger("stages.evaluate_groups")
 

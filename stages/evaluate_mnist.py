@@ -15,9 +15,9 @@ from pathlib import Path
 
 from mnistgap import atomic
 from mnistgap.cli import run_stage
-from mnistgap.config import load_params
 from mnistgap.data import load_split
 from mnistgap.evaluation import evaluate_checkpoint, write_standard_outputs
+from mnistgap.params import load_params
 
 log = logging.getLogger("stages.evaluate_mnist")
 

@@ -23,7 +23,6 @@ import numpy as np
 
 from mnistgap import atomic
 from mnistgap.cli import run_stage
-from mnistgap.config import load_params
 from mnistgap.data import load_class
 from mnistgap.leakage import (
     CSV_HEADER,
@@ -32,10 +31,11 @@ from mnistgap.leakage import (
     flagged_order,
     leakage_metrics,
     leakage_rows,
-    normalize_batch,
 )
 from mnistgap.mnist_source import read_idx
+from mnistgap.params import load_params
 from mnistgap.plots import gallery_figure
+from mnistgap.recipe import renormalize_batch
 
 log = logging.getLogger("stages.leakage")
 
@@ -55,9 +55,9 @@ def _pairs_figure(
     images: list[np.ndarray] = []
     captions: list[str] = []
     if len(order):
-        # Show what was compared: both sides after normalize_batch, on the 0..255 scale.
-        ours = normalize_batch(class_images[order]).numpy() * 255.0
-        theirs = normalize_batch(mnist_images[result.index[order]]).numpy() * 255.0
+        # Show what was compared: both sides after renormalize_batch, on the 0..255 scale.
+        ours = renormalize_batch(class_images[order]).numpy() * 255.0
+        theirs = renormalize_batch(mnist_images[result.index[order]]).numpy() * 255.0
         for k, i in enumerate(order):
             images += [ours[k], theirs[k]]
             captions += [
@@ -88,7 +88,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--params", type=Path, default=Path("params.yaml"))
     args = ap.parse_args(argv)
     p = load_params(args.params, PARAMS)["leakage"]
-    threshold, ratio_threshold = p["threshold"], p["ratio_threshold"]
+    threshold, ratio_threshold = p.threshold, p.ratio_threshold
 
     cs = load_class(args.class_data)
     mnist_images = read_idx(args.mnist_raw / "train-images-idx3-ubyte")

@@ -21,11 +21,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from mnistgap.class_digits import ClassImageError, load_image
 from mnistgap.cli import StageError, run_stage
-from mnistgap.config import ParamsError, load_params
 from mnistgap.metrics import predict_logits
 from mnistgap.models import load_checkpoint
+from mnistgap.params import ParamsError, load_params
+from mnistgap.png import read_digit
+from mnistgap.recipe import ImageError
 
 log = logging.getLogger("stages.predict")
 
@@ -44,7 +45,7 @@ def expand(paths: list[Path]) -> list[Path]:
 def default_preprocess(params: Path) -> str:
     """The pipeline's class-digit preprocessing, so predictions match the evaluation."""
     try:
-        return load_params(params, ("class_digits",))["class_digits"]["preprocess"]
+        return load_params(params, ("class_digits.preprocess",))["class_digits.preprocess"]
     except ParamsError:
         return "mnist"
 
@@ -66,9 +67,9 @@ def main(argv: list[str] | None = None) -> None:
     images, good, errors = [], [], []
     for f in files:
         try:
-            images.append(load_image(f, preprocess))
+            images.append(read_digit(f, preprocess))
             good.append(f)
-        except ClassImageError as exc:
+        except ImageError as exc:
             errors.append({"file": str(f), "error": str(exc)})
         except OSError as exc:  # e.g. vanished or unreadable file
             errors.append({"file": str(f), "error": exc.strerror or type(exc).__name__})

@@ -1,6 +1,6 @@
 """Stage `prepare_class`: load, preprocess and quality-filter a folder of class digit PNGs.
 
-Reads  every entry of the folder given by --dir (params: class_digits.dir), named
+Reads  every entry of the folder given by --dir (dvc.yaml passes ${class_digits.dir}), named
 <digit>-<group>-<member>.png.
 Writes data/class/digits.npz (uint8 28x28 images with digit, group, member and file name)
 and reports/class/rejected.csv (file,reason for every entry that was not used).
@@ -15,14 +15,14 @@ import sys
 from pathlib import Path
 
 from mnistgap import atomic
-from mnistgap.class_digits import ClassFolderError, FilterConfig, load_folder
+from mnistgap.class_folder import ClassFolderError, load_folder
 from mnistgap.cli import StageError, run_stage
-from mnistgap.config import load_params
-from mnistgap.data import ClassSet, save_class
+from mnistgap.data import save_class
+from mnistgap.params import load_params
 
 log = logging.getLogger("stages.prepare_class")
 
-PARAMS = ("class_digits", "filter")
+PARAMS = ("class_digits.preprocess", "filter")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -33,24 +33,20 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--params", type=Path, default=Path("params.yaml"))
     args = ap.parse_args(argv)
     p = load_params(args.params, PARAMS)
-    filter_cfg = FilterConfig(**p["filter"])
 
     try:
-        digits = load_folder(args.dir, p["class_digits"]["preprocess"], filter_cfg)
+        digits, rejected = load_folder(args.dir, p["class_digits.preprocess"], p["filter"])
     except ClassFolderError as exc:
         # Still say which entries were refused and why, so the user can fix the folder.
         atomic.write_csv(args.rejected, ["file", "reason"], exc.rejected)
         raise StageError(str(exc)) from None
-    atomic.write_csv(args.rejected, ["file", "reason"], digits.rejected)
-    save_class(
-        args.out,
-        ClassSet(digits.images, digits.digits, digits.groups, digits.members, digits.files),
-    )
+    atomic.write_csv(args.rejected, ["file", "reason"], rejected)
+    save_class(args.out, digits)
     log.info(
         "%d usable class digits in %d groups; %d entries not used (see %s)",
         len(digits.files),
         len(set(digits.groups.tolist())),
-        len(digits.rejected),
+        len(rejected),
         args.rejected,
     )
 

@@ -20,9 +20,9 @@ import numpy as np
 
 from mnistgap import atomic
 from mnistgap.cli import run_stage
-from mnistgap.config import load_params
 from mnistgap.data import save_split
 from mnistgap.mnist_source import RAW_FILES, acquire_raw, read_idx
+from mnistgap.params import load_params
 from mnistgap.split import train_val_indices
 
 log = logging.getLogger("stages.prepare_mnist")

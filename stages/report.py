@@ -16,7 +16,7 @@ from pathlib import Path
 
 from mnistgap import atomic
 from mnistgap.cli import run_stage
-from mnistgap.config import load_params
+from mnistgap.params import Params, load_params
 from mnistgap.report import render_report
 
 log = logging.getLogger("stages.report")
@@ -35,7 +35,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--params", type=Path, default=Path("params.yaml"))
     ap.add_argument("--out", type=Path, default=Path("reports/report.md"))
     args = ap.parse_args(argv)
-    params = load_params(args.params, PARAMS)
+    params = Params.pick(load_params(args.params, PARAMS))
     r = args.reports
     with (r / "class" / "rejected.csv").open(encoding="utf-8", newline="") as fh:
         rejected = [(row["file"], row["reason"]) for row in csv.DictReader(fh)]

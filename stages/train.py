@@ -22,13 +22,12 @@ import torch
 from dvclive import Live
 
 from mnistgap import atomic
-from mnistgap.augment import AugmentConfig
 from mnistgap.cli import run_stage
-from mnistgap.config import load_params
 from mnistgap.data import load_split
 from mnistgap.device import select_device
-from mnistgap.models import ModelConfig, build_model, save_checkpoint
-from mnistgap.training import TrainConfig, TrainResult, train_model
+from mnistgap.models import build_model, save_checkpoint
+from mnistgap.params import Augment, ModelParams, TrainParams, load_params
+from mnistgap.training import TrainResult, train_model
 
 log = logging.getLogger("stages.train")
 
@@ -59,16 +58,16 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
 
     p = load_params(args.params, PARAMS)
-    model_cfg = ModelConfig.from_params(p)
-    train_cfg = TrainConfig.from_params(p)
-    augment = AugmentConfig.from_dict(p["augment"])
+    model_cfg = ModelParams.pick(p)
+    train_cfg = TrainParams.pick(p)
+    augment = p["augment"]
     device = select_device(p["device"])
 
     train_x, train_y = load_split(args.data / "train.npz")
     val_x, val_y = load_split(args.data / "val.npz")
     log.info(
         "training %s on %d images (validation %d) on %s, %d threads",
-        model_cfg.kind,
+        model_cfg.model,
         len(train_x),
         len(val_x),
         device,
@@ -121,8 +120,8 @@ def _train_and_log(
     train_y: torch.Tensor,
     val_x: torch.Tensor,
     val_y: torch.Tensor,
-    train_cfg: TrainConfig,
-    augment: AugmentConfig,
+    train_cfg: TrainParams,
+    augment: Augment,
     device: torch.device,
 ) -> tuple[TrainResult, dict[str, float]]:
     """Train ``model`` with dvclive logging into ``live_dir``; return the result and best row."""

@@ -10,8 +10,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mnistgap.fused_mlp import FusedMLPStep, batch_masks
-from mnistgap.models import MLP, ModelConfig, dropout_mask, load_checkpoint, save_checkpoint
+from mnistgap.fused_mlp import FusedMLPStep
+from mnistgap.models import MLP, dropout_mask, load_checkpoint, save_checkpoint
+from mnistgap.params import ModelParams
 
 # --- dropout_mask ---------------------------------------------------------------------------
 
@@ -138,7 +139,7 @@ def test_module_parameters_are_views_of_the_flat_buffer(tmp_path: Path) -> None:
     assert first.data_ptr() == step.flat.data_ptr()  # loaded in place, still the flat buffer
     # The checkpoint holds compact tensors and rebuilds the same network.
     path = tmp_path / "m.pt"
-    save_checkpoint(path, model, ModelConfig(hidden=[48, 32, 16]))
+    save_checkpoint(path, model, ModelParams(hidden=[48, 32, 16]))
     loaded, _ = load_checkpoint(path)
     model.eval()
     torch.testing.assert_close(loaded(x), model(x))
@@ -165,20 +166,28 @@ def test_training_with_the_fused_step_learns() -> None:
     assert float((model(x).argmax(1) == y).double().mean()) == 1.0
 
 
-def test_batch_masks_slices_rows_of_chunk_masks() -> None:
+def test_a_chunks_batches_use_the_rows_of_the_masks_drawn_for_the_chunk() -> None:
+    """prepare() draws one chunk's masks at once; each batch of it gets its own rows."""
+    gen = torch.Generator().manual_seed(5)
+    chunk = torch.rand(300, 1, 28, 28, generator=gen) * 2 - 1
+    y = torch.randint(0, 10, (300,), generator=gen)
     step = FusedMLPStep(_mlp(), torch.float32)
     torch.manual_seed(0)
-    masks = step.draw_masks(300)
+    xs = step.prepare(chunk)
+    assert xs.shape == (300, 784) and xs.dtype == torch.float32
+    torch.manual_seed(0)
+    masks = step.draw_masks(300)  # the same draws as prepare() made
     assert masks is not None and [tuple(m.shape) for m in masks] == [
         (300, 48),
         (300, 32),
         (300, 16),
     ]
-    part = batch_masks(masks, 128, 256)
-    assert part is not None
-    for whole, rows in zip(masks, part, strict=True):
-        assert rows.is_contiguous() and torch.equal(rows, whole[128:256])
-    assert batch_masks(None, 0, 128) is None
+    rows = slice(128, 256)
+    loss, logits = step(xs, y[rows], rows)
+    want_loss, want_logits = step.forward_backward(xs[rows], y[rows], [m[rows] for m in masks])
+    assert torch.equal(loss, want_loss) and torch.equal(logits, want_logits)
+    other = step.forward_backward(xs[rows], y[rows], [m[:128] for m in masks])[0]
+    assert not torch.equal(loss, other)  # other rows of the masks give another loss
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")

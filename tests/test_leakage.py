@@ -21,9 +21,9 @@ from mnistgap.leakage import (
     flag_reasons,
     flagged_order,
     nearest_neighbours,
-    normalize_batch,
     two_nearest_neighbours,
 )
+from mnistgap.recipe import renormalize_batch
 
 PROJECT = Path(__file__).resolve().parents[1]
 
@@ -67,7 +67,7 @@ def _stroke_digits(n: int, seed: int) -> np.ndarray:
             for t in np.linspace(0, 1, 30):
                 cy, cx = y0 + t * (y1 - y0), x0 + t * (x1 - x0)
                 out[k] = np.maximum(out[k], np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / 2.0))
-    imgs = (normalize_batch(torch.from_numpy(out).float()).numpy() * 255).round()
+    imgs = (renormalize_batch(torch.from_numpy(out).float()).numpy() * 255).round()
     return imgs.astype(np.uint8)
 
 
@@ -95,26 +95,26 @@ def _binarise(img: np.ndarray) -> np.ndarray:
     return np.where(img > 127, 255, 0).astype(np.uint8)
 
 
-# --------------------------------------------------------------------------- normalize_batch
+# --------------------------------------------------------------------------- renormalize_batch
 
 
 def test_identity_when_already_normalised() -> None:
     """s = 1 and centre of mass at (14, 14): the output is the input (half-pixel convention)."""
     img = _bar(4, 14)
-    out = normalize_batch(img[None])[0]
+    out = renormalize_batch(img[None])[0]
     torch.testing.assert_close(out, img / img.max(), atol=1e-4, rtol=0)
 
 
 def test_integer_shift_is_undone() -> None:
     """The same bar moved 3 rows up and 5 columns right comes back to the same place."""
-    out = normalize_batch(torch.stack([_bar(1, 19), _bar(4, 14)]))
+    out = renormalize_batch(torch.stack([_bar(1, 19), _bar(4, 14)]))
     torch.testing.assert_close(out[0], out[1], atol=1e-4, rtol=0)
 
 
 def test_shifted_blob_is_centred_and_scaled_to_20() -> None:
     img = torch.zeros(1, 28, 28)
     img[0, 3:7, 20:24] = 1.0  # 4x4 blob in the top-right corner
-    out = normalize_batch(img)[0]
+    out = renormalize_batch(img)[0]
     cy, cx = _com(out)
     assert cy == pytest.approx(14.0, abs=1e-3)
     assert cx == pytest.approx(14.0, abs=1e-3)
@@ -127,7 +127,7 @@ def test_big_square_fits_20x20_and_keeps_aspect() -> None:
     img = torch.zeros(2, 28, 28)
     img[0, 1:27, 1:27] = 1.0  # 26x26: shrunk by 20/26
     img[1, 9:19, 2:7] = 0.5  # 10 tall, 5 wide, faint: scaled by 2 -> 20 x 10, max -> 1
-    out = normalize_batch(img)
+    out = renormalize_batch(img)
     assert _size(out[0]) == pytest.approx((20.0, 20.0), abs=0.5)
     assert _com(out[0]) == pytest.approx((14.0, 14.0), abs=1e-3)
     assert _size(out[1]) == pytest.approx((20.0, 10.0), abs=0.05)
@@ -137,19 +137,19 @@ def test_big_square_fits_20x20_and_keeps_aspect() -> None:
 def test_blank_stays_blank_and_chunking_does_not_matter() -> None:
     imgs = _stroke_digits(5, seed=1)
     imgs[2] = 0
-    out = normalize_batch(imgs)
+    out = renormalize_batch(imgs)
     assert out.dtype == torch.float32 and out.shape == (5, 28, 28)
     assert float(out[2].abs().max()) == 0.0
     assert float(out.min()) >= 0.0 and float(out.max()) <= 1.0
-    torch.testing.assert_close(normalize_batch(imgs, chunk=2), out)
+    torch.testing.assert_close(renormalize_batch(imgs, chunk=2), out)
     # uint8 0..255 and float 0..1 inputs are the same images.
-    torch.testing.assert_close(normalize_batch(torch.from_numpy(imgs).float() / 255), out)
-    assert normalize_batch(np.zeros((0, 28, 28), np.uint8)).shape == (0, 28, 28)
+    torch.testing.assert_close(renormalize_batch(torch.from_numpy(imgs).float() / 255), out)
+    assert renormalize_batch(np.zeros((0, 28, 28), np.uint8)).shape == (0, 28, 28)
 
 
 def test_idempotent_ish_on_mnist_like_digits() -> None:
-    once = normalize_batch(_stroke_digits(20, seed=2))
-    twice = normalize_batch(once)
+    once = renormalize_batch(_stroke_digits(20, seed=2))
+    twice = renormalize_batch(once)
     rms = ((twice - once) ** 2).mean(dim=(1, 2)).sqrt()
     # Bilinear resampling at a sub-pixel offset blurs a little; a second pass moves little.
     assert float(rms.max()) < 0.05
@@ -159,7 +159,7 @@ def test_idempotent_ish_on_mnist_like_digits() -> None:
 
 def test_normalize_rejects_bad_shapes() -> None:
     with pytest.raises(ValueError, match="28"):
-        normalize_batch(torch.zeros(2, 27, 28))
+        renormalize_batch(torch.zeros(2, 27, 28))
 
 
 # --------------------------------------------------------------------------- nearest_neighbours
@@ -170,7 +170,7 @@ def test_nearest_neighbours_matches_brute_force() -> None:
     ref = torch.rand(700, 784, generator=gen)
     query = torch.rand(50, 784, generator=gen)
     query[:5] = ref[[3, 128, 699, 0, 400]] + 0.01 * torch.rand(5, 784, generator=gen)
-    dist, idx = nearest_neighbours(query, ref, chunk=128)  # 6 chunks, the last one partial
+    dist, idx = nearest_neighbours(query, ref, chunk=16)  # 4 query chunks, the last partial
     full = torch.cdist(query.double(), ref.double())
     want_d, want_i = full.min(dim=1)
     assert torch.equal(idx, want_i)
@@ -181,8 +181,8 @@ def test_nearest_neighbours_matches_brute_force() -> None:
 def test_nearest_neighbours_ties_go_to_lowest_index() -> None:
     gen = torch.Generator().manual_seed(1)
     ref = torch.rand(300, 784, generator=gen)
-    ref[250] = ref[7]  # duplicate in a later chunk
-    ref[9] = ref[7]  # and in the same chunk
+    ref[250] = ref[7]  # duplicates after the first copy
+    ref[9] = ref[7]
     dist, idx = nearest_neighbours(ref[[250]], ref, chunk=100)
     assert int(idx[0]) == 7
     assert float(dist[0]) == 0.0
@@ -200,11 +200,11 @@ def test_nearest_neighbours_validates() -> None:
 
 @pytest.mark.parametrize("chunk", [1, 97, 128, 4096])
 def test_two_nearest_matches_brute_force(chunk: int) -> None:
-    """Top-2 by chunked matmul + merge equals cdist + topk, for chunks of 1 row up to all."""
+    """Top-2 by chunked matmul equals cdist + topk, for query chunks of 1 row up to all."""
     gen = torch.Generator().manual_seed(2)
     ref = torch.rand(700, 784, generator=gen)
     query = torch.rand(60, 784, generator=gen)
-    # Near-copies whose two nearest lie in different chunks, in the same chunk, or at the ends.
+    # Near-copies whose two nearest lie close together, far apart, or at the ends.
     query[:4] = ref[[3, 128, 699, 0]] + 0.01 * torch.rand(4, 784, generator=gen)
     ref[130] = ref[128] + 0.02 * torch.rand(784, generator=gen)
     ref[690] = ref[3] + 0.02 * torch.rand(784, generator=gen)
@@ -222,7 +222,7 @@ def test_two_nearest_matches_brute_force(chunk: int) -> None:
 def test_two_nearest_ties_go_to_lowest_indices() -> None:
     gen = torch.Generator().manual_seed(3)
     ref = torch.rand(300, 784, generator=gen)
-    ref[[9, 120, 250]] = ref[7].clone()  # three copies of row 7, in this chunk and later ones
+    ref[[9, 120, 250]] = ref[7].clone()  # three copies of row 7, near it and far after
     dist, idx = two_nearest_neighbours(ref[[250, 120]], ref, chunk=100)
     assert idx.tolist() == [[7, 9], [7, 9]]  # distinct indices, the two lowest of the tie
     assert dist.abs().max().item() == 0.0

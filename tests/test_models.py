@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pickle
-from dataclasses import asdict
 from pathlib import Path
 
 import pytest
@@ -13,12 +12,12 @@ from torch import nn
 from mnistgap.models import (
     CNN,
     MLP,
-    ModelConfig,
     build_model,
     load_checkpoint,
-    normalize,
     save_checkpoint,
 )
+from mnistgap.params import ModelParams
+from mnistgap.recipe import normalize
 
 
 class NotAllowed:
@@ -36,7 +35,7 @@ def _batch(n: int = 5, seed: int = 0) -> torch.Tensor:
 
 def test_mlp_output_shape_from_both_input_layouts() -> None:
     torch.manual_seed(0)
-    model = build_model(ModelConfig()).eval()
+    model = build_model(ModelParams()).eval()
     x = normalize(_batch())
     assert x.shape == (5, 1, 28, 28)
     out4 = model(x)
@@ -46,7 +45,7 @@ def test_mlp_output_shape_from_both_input_layouts() -> None:
 
 
 def test_default_mlp_has_the_reports_parameter_count() -> None:
-    model = build_model(ModelConfig())
+    model = build_model(ModelParams())
     assert isinstance(model, MLP)
     expected = 784 * 512 + 512 + 512 * 256 + 256 + 256 * 128 + 128 + 128 * 10 + 10
     assert expected == 567_434
@@ -56,21 +55,21 @@ def test_default_mlp_has_the_reports_parameter_count() -> None:
 
 
 def test_mlp_dropout_layers() -> None:
-    model = build_model(ModelConfig())
+    model = build_model(ModelParams())
     drops = [m for m in model.modules() if isinstance(m, nn.Dropout)]
     assert len(drops) == 3 and all(d.p == 0.2 for d in drops)
     assert sum(isinstance(m, nn.ReLU) for m in model.modules()) == 3
 
 
 def test_mlp_custom_widths() -> None:
-    model = build_model(ModelConfig(hidden=[16], dropout=0.5))
+    model = build_model(ModelParams(hidden=[16], dropout=0.5))
     assert sum(p.numel() for p in model.parameters()) == 784 * 16 + 16 + 16 * 10 + 10
     assert [m.p for m in model.modules() if isinstance(m, nn.Dropout)] == [0.5]
 
 
 def test_mlp_dropout_only_in_train_mode() -> None:
     torch.manual_seed(0)
-    model = build_model(ModelConfig())
+    model = build_model(ModelParams())
     x = normalize(_batch())
     model.eval()
     torch.testing.assert_close(model(x), model(x))
@@ -80,7 +79,7 @@ def test_mlp_dropout_only_in_train_mode() -> None:
 
 def test_cnn_output_shape() -> None:
     torch.manual_seed(0)
-    model = build_model(ModelConfig(kind="cnn", cnn_channels=[4, 8])).eval()
+    model = build_model(ModelParams(model="cnn", cnn_channels=[4, 8])).eval()
     assert isinstance(model, CNN)
     x = normalize(_batch(3))
     assert model(x).shape == (3, 10)
@@ -91,9 +90,14 @@ def test_cnn_output_shape() -> None:
     assert last.in_features == 8 * 7 * 7  # two 2x2 max-pools: 28 -> 14 -> 7
 
 
-def test_build_model_rejects_unknown_kind() -> None:
-    with pytest.raises(ValueError, match=r"'resnet'.*mlp, cnn"):
-        build_model(ModelConfig(kind="resnet"))
+def test_checkpoint_with_an_unknown_model_kind_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "model.pt"
+    save_checkpoint(path, build_model(ModelParams(hidden=[8])), ModelParams(hidden=[8]))
+    ckpt = torch.load(path, weights_only=True)
+    ckpt["model_config"]["model"] = "resnet"
+    torch.save(ckpt, path)
+    with pytest.raises(ValueError, match=r"bad model_config: .*'mlp' or 'cnn'"):
+        load_checkpoint(path)
 
 
 def test_normalize_maps_the_pixel_range_to_minus_one_one() -> None:
@@ -108,12 +112,12 @@ def test_normalize_maps_the_pixel_range_to_minus_one_one() -> None:
 
 
 @pytest.mark.parametrize(
-    "cfg", [ModelConfig(hidden=[32, 16]), ModelConfig(kind="cnn", cnn_channels=[4, 8])]
+    "cfg", [ModelParams(hidden=[32, 16]), ModelParams(model="cnn", cnn_channels=[4, 8])]
 )
-def test_checkpoint_round_trip(tmp_path: Path, cfg: ModelConfig) -> None:
+def test_checkpoint_round_trip(tmp_path: Path, cfg: ModelParams) -> None:
     torch.manual_seed(1)
     model = build_model(cfg).eval()
-    if cfg.kind == "cnn":  # non-trivial BatchNorm buffers must survive too
+    if cfg.model == "cnn":  # non-trivial BatchNorm buffers must survive too
         model.train()
         model(normalize(_batch(8, seed=3)))
         model.eval()
@@ -124,19 +128,19 @@ def test_checkpoint_round_trip(tmp_path: Path, cfg: ModelConfig) -> None:
     x = normalize(_batch(4, seed=2))
     with torch.no_grad():
         assert torch.equal(loaded(x), model(x))
-    assert ckpt["model_config"] == asdict(cfg)
+    assert ckpt["model_config"] == cfg.model_dump()
     assert ckpt["extra"] == {"best_epoch": 3}
     assert ckpt["preprocessing"]["norm_mean"] == 0.5 and ckpt["preprocessing"]["norm_std"] == 0.5
     assert ckpt["preprocessing"]["image_size"] == 28
 
 
 def test_checkpoint_loads_with_plain_weights_only(tmp_path: Path) -> None:
-    cfg = ModelConfig(hidden=[8])
+    cfg = ModelParams(hidden=[8])
     model = build_model(cfg)
     path = tmp_path / "model.pt"
     save_checkpoint(path, model, cfg)
     ckpt = torch.load(path, weights_only=True)
-    assert ckpt["format"] == "mnistgap-checkpoint-v1"
+    assert ckpt["format"] == "mnistgap-checkpoint-v2"
     assert {"state_dict", "model_config", "preprocessing", "extra"} <= set(ckpt)
     assert set(ckpt["state_dict"]) == set(model.state_dict())
     assert all(isinstance(v, torch.Tensor) for v in ckpt["state_dict"].values())
@@ -148,13 +152,13 @@ def test_load_checkpoint_rejects_other_files(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="not a mnistgap checkpoint"):
         load_checkpoint(path)
     path2 = tmp_path / "sd.pt"
-    torch.save(build_model(ModelConfig(hidden=[8])).state_dict(), path2)  # a bare state_dict
+    torch.save(build_model(ModelParams(hidden=[8])).state_dict(), path2)  # a bare state_dict
     with pytest.raises(ValueError, match="not a mnistgap checkpoint"):
         load_checkpoint(path2)
 
 
 def test_load_checkpoint_rejects_other_preprocessing(tmp_path: Path) -> None:
-    cfg = ModelConfig(hidden=[8])
+    cfg = ModelParams(hidden=[8])
     path = tmp_path / "model.pt"
     save_checkpoint(path, build_model(cfg), cfg)
     ckpt = torch.load(path, weights_only=True)
@@ -166,6 +170,6 @@ def test_load_checkpoint_rejects_other_preprocessing(tmp_path: Path) -> None:
 
 def test_pickled_objects_are_refused(tmp_path: Path) -> None:
     path = tmp_path / "evil.pt"
-    torch.save({"format": "mnistgap-checkpoint-v1", "x": NotAllowed()}, path)
+    torch.save({"format": "mnistgap-checkpoint-v2", "x": NotAllowed()}, path)
     with pytest.raises(pickle.UnpicklingError):
         load_checkpoint(path)

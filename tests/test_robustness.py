@@ -35,10 +35,10 @@ import yaml
 import stages.evaluate_mnist
 import stages.prepare_class
 import stages.train
-from mnistgap.class_digits import load_image
 from mnistgap.cli import run_stage
 from mnistgap.data import load_class
 from mnistgap.models import load_checkpoint
+from mnistgap.png import read_digit
 
 REPO = Path(__file__).resolve().parents[1]
 MESSY_SCRIPT = REPO / "scripts" / "make_messy_folder.py"
@@ -392,7 +392,7 @@ def test_messy_folder_reads_unusual_valid_files(messy: dict[str, Any]) -> None:
         i = files.index(name)
         assert cs.labels[i] == int(name[0]) and cs.groups[i] == 91
         # Read correctly: the same 28x28 digit as the sample PNG it was made from.
-        ours, ref = cs.images[i].astype(float).ravel(), load_image(SAMPLE / source).ravel()
+        ours, ref = cs.images[i].astype(float).ravel(), read_digit(SAMPLE / source).ravel()
         assert np.corrcoef(ours, ref.astype(float))[0, 1] > 0.95, name
 
 

@@ -28,13 +28,15 @@ import stages.prepare_class
 import stages.prepare_mnist
 import stages.report
 import stages.train
+from mnistgap import reference
 from mnistgap.cli import run_stage
-from mnistgap.config import load_params
 from mnistgap.data import load_class, load_split
 from mnistgap.leakage import CSV_HEADER
 from mnistgap.metrics import predict_logits, wilson_interval
 from mnistgap.mnist_source import RAW_FILES
 from mnistgap.models import load_checkpoint
+from mnistgap.params import Params, load_params
+from mnistgap.report import _handed_in
 from mnistgap.split import train_val_indices
 
 REPO = Path(__file__).resolve().parents[1]
@@ -223,7 +225,7 @@ def test_prepare_class_cache_and_rejected(pipeline: Pipeline) -> None:
 # --------------------------------------------------------------------------- train
 def test_train_checkpoint_and_dvclive_outputs(pipeline: Pipeline) -> None:
     model, ckpt = load_checkpoint(pipeline.path("models/model.pt"))
-    assert ckpt["model_config"]["kind"] == "mlp" and ckpt["model_config"]["hidden"] == [128]
+    assert ckpt["model_config"]["model"] == "mlp" and ckpt["model_config"]["hidden"] == [128]
     summary = pipeline.json("reports/train/metrics.json")
     assert summary["epochs_run"] == 2
     assert summary["best_epoch"] in (1, 2)
@@ -355,8 +357,9 @@ def test_report_contents(pipeline: Pipeline) -> None:
     assert f"| {klass['without_flagged']['n']} |" in text
     assert "## Reference report vs this run" in text
     assert "| MNIST test accuracy | 98.00% (~) |" in text
-    for gid in range(1, 11):  # the reference's ten groups, ours beside where present
-        assert f"| group {gid} accuracy (n) |" in text
+    # Three groups of ten digits are not the reference's collection: overall figures only.
+    assert "accuracy (n) |" not in text
+    assert "are not the reference's collection" in text
     assert f"Training kept epoch {train['best_epoch']} of 2" in text
     leakage = text.split("## Leakage check", 1)[1].split("\n## ", 1)[0]
     assert "1 of 30 class digits" in leakage and "0.1" in leakage  # flagged, threshold
@@ -367,7 +370,38 @@ def test_report_contents(pipeline: Pipeline) -> None:
     # The params block is the whole validated params file.
     block = re.search(r"## Parameters used\n\n```yaml\n(.*?)```", text, re.DOTALL)
     assert block is not None
-    assert yaml.safe_load(block.group(1)) == load_params(pipeline.params)
+    assert yaml.safe_load(block.group(1)) == Params.pick(load_params(pipeline.params)).model_dump(
+        mode="json"
+    )
+
+
+@pytest.mark.parametrize(
+    ("handed_in", "same"),
+    [
+        ({"1": 40, "2": 30, "3": 40, "4": 40, "5": 40}, True),  # the development groups 1-5
+        ({str(g): n for g, n in enumerate([40, 30, 40, 40, 40, 40, 20, 30, 10, 40], 1)}, True),
+        ({"1": 40, "2": 29}, False),  # one digit short
+        ({"1": 40, "11": 40}, False),  # a group the reference does not have
+        ({str(g): 138 for g in range(1, 14)}, False),  # the bundled UCI sample
+        ({}, False),
+    ],
+)
+def test_reference_collection_is_told_by_its_groups_and_sizes(
+    handed_in: dict[str, int], same: bool
+) -> None:
+    assert reference.is_reference_collection(handed_in) is same
+
+
+def test_handed_in_counts_digit_files_rejected_for_their_content() -> None:
+    groups = {"1": {"n": 38}, "2": {"n": 30}}
+    rejected = [
+        ("0-1-3.png", "filter: max pixel 41 < 70"),
+        ("1-1-3.png", "blank: no ink"),
+        ("1-02-3.png", "duplicate of 1-2-3.png (same digit-group-member)"),
+        ("notes.txt", "not a PNG file name"),
+        ("3-5-1.png", "corrupt PNG: broken data stream"),
+    ]
+    assert _handed_in(groups, rejected) == {"1": 40, "2": 30, "5": 1}
 
 
 def test_report_is_deterministic(pipeline: Pipeline, tmp_path: Path) -> None:

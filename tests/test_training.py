@@ -10,18 +10,17 @@ import pytest
 import torch
 
 import mnistgap.training as training
-from mnistgap.augment import AugmentConfig
 from mnistgap.device import select_device
-from mnistgap.models import ModelConfig, build_model
+from mnistgap.models import build_model
+from mnistgap.params import Augment, ModelParams, TrainParams
 from mnistgap.training import (
     EarlyStopping,
-    TrainConfig,
     _lr_lambda,
     train_model,
 )
 
 CPU = torch.device("cpu")
-NO_AUGMENT = AugmentConfig(enabled=False)
+NO_AUGMENT = Augment(enabled=False)
 HISTORY_KEYS = {"epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds"}
 
 
@@ -117,12 +116,12 @@ def tiny_data(digits: Callable[..., np.ndarray]) -> tuple[torch.Tensor, ...]:
 
 def _model(seed: int = 0, hidden: list[int] | None = None) -> torch.nn.Module:
     torch.manual_seed(seed)
-    return build_model(ModelConfig(hidden=hidden or [128]))
+    return build_model(ModelParams(hidden=hidden or [128]))
 
 
-def _cfg(**kw: object) -> TrainConfig:
+def _cfg(**kw: object) -> TrainParams:
     base = {"batch_size": 32, "max_epochs": 3, "precision": "fp32", "patience": 3, "seed": 0}
-    return TrainConfig(**{**base, **kw})  # type: ignore[arg-type]
+    return TrainParams(**{**base, **kw})  # type: ignore[arg-type]
 
 
 def test_train_model_learns_the_synthetic_digits(tiny_data: tuple[torch.Tensor, ...]) -> None:
@@ -152,14 +151,14 @@ def test_train_model_is_deterministic(tiny_data: tuple[torch.Tensor, ...]) -> No
     states = []
     for _ in range(2):
         model = _model(seed=5)
-        train_model(model, *tiny_data, cfg, AugmentConfig(), CPU)
+        train_model(model, *tiny_data, cfg, Augment(), CPU)
         states.append(model.state_dict())
     assert states[0].keys() == states[1].keys()
     for key in states[0]:
         assert torch.equal(states[0][key], states[1][key]), key
     # ... and a different training seed gives different weights.
     model = _model(seed=5)
-    train_model(model, *tiny_data, _cfg(max_epochs=2, seed=1), AugmentConfig(), CPU)
+    train_model(model, *tiny_data, _cfg(max_epochs=2, seed=1), Augment(), CPU)
     assert not torch.equal(model.state_dict()["net.1.weight"], states[0]["net.1.weight"])
 
 
@@ -216,21 +215,21 @@ def test_constant_lr_schedule_keeps_lr(tiny_data: tuple[torch.Tensor, ...]) -> N
 @pytest.mark.parametrize(
     ("config", "precision"),
     [
-        (ModelConfig(hidden=[128]), "bf16"),  # the MLP's hand-written step, in bf16
-        (ModelConfig(kind="cnn", cnn_channels=[4, 8]), "fp32"),  # autograd
-        (ModelConfig(kind="cnn", cnn_channels=[4, 8]), "bf16"),  # autograd + autocast
+        (ModelParams(hidden=[128]), "bf16"),  # the MLP's hand-written step, in bf16
+        (ModelParams(model="cnn", cnn_channels=[4, 8]), "fp32"),  # autograd
+        (ModelParams(model="cnn", cnn_channels=[4, 8]), "bf16"),  # autograd + autocast
     ],
     ids=["mlp-bf16", "cnn-fp32", "cnn-bf16"],
 )
 def test_both_training_paths_learn_deterministically(
-    tiny_data: tuple[torch.Tensor, ...], config: ModelConfig, precision: str
+    tiny_data: tuple[torch.Tensor, ...], config: ModelParams, precision: str
 ) -> None:
     cfg = _cfg(max_epochs=3, precision=precision, lr=3.0e-3)
     weights = []
     for _ in range(2):
         torch.manual_seed(0)
         model = build_model(config)
-        result = train_model(model, *tiny_data, cfg, AugmentConfig(), CPU)
+        result = train_model(model, *tiny_data, cfg, Augment(), CPU)
         weights.append(torch.cat([v.float().flatten() for v in model.state_dict().values()]))
     assert result.history[-1]["val_acc"] > 0.7
     assert result.history[-1]["val_loss"] < result.history[0]["val_loss"]

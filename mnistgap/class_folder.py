@@ -1,0 +1,184 @@
+"""Scan a folder of class digits named ``<digit>-<group>-<member>.png``.
+
+Loading never raises for a bad *entry*: each one is either turned into a 28x28 ``uint8``
+image by :func:`mnistgap.recipe.read_digit` and kept by the quality filter, or recorded in
+``rejected`` with a one-line reason (other files, bad names, bad or blank PNGs, filtered
+images, a second file with the same digit, group and member). Only a folder that is missing,
+not a directory, or holds no usable image at all raises :class:`ClassFolderError`.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from mnistgap.data import ClassSet
+from mnistgap.params import Filter
+from mnistgap.png import MAX_PIXELS, one_line, read_digit
+from mnistgap.recipe import ImageError, Preprocess, quality_reason
+
+logger = logging.getLogger(__name__)
+
+#: File-name pattern ``<digit>-<group>-<member>.png``. ``re.ASCII`` so that ``\d`` means 0-9
+#: only (not e.g. Arabic-Indic digits); use ``NAME_RE.fullmatch`` — ``$`` alone would also
+#: accept a trailing newline.
+NAME_RE = re.compile(r"^(\d)-(\d+)-(\d+)\.png$", re.IGNORECASE | re.ASCII)
+
+_NAME_HINT = "<digit>-<group>-<member>.png"
+# Group and member numbers end up in int64 arrays; 18 decimal digits always fit.
+_MAX_NUMBER_DIGITS = 18
+
+
+class ClassFolderError(RuntimeError):
+    """The folder as a whole cannot be used (missing, not a directory, no usable image)."""
+
+    def __init__(self, message: str, rejected: list[tuple[str, str]] | None = None) -> None:
+        super().__init__(message)
+        #: ``(file, reason)`` for every entry that was rejected before giving up.
+        self.rejected: list[tuple[str, str]] = list(rejected or [])
+
+
+@dataclass(frozen=True)
+class DigitName:
+    """The label and author encoded in a file name ``<digit>-<group>-<member>.png``."""
+
+    digit: int
+    group: int
+    member: int
+
+
+def parse_name(filename: str) -> DigitName:
+    """Parse ``<digit>-<group>-<member>.png`` (extension case-insensitive).
+
+    Raises ``ValueError`` with a one-line reason when the name does not fit.
+    """
+    match = NAME_RE.fullmatch(filename)
+    if match is None:
+        if not filename.lower().endswith(".png"):
+            raise ValueError(f"not a PNG file name (expected {_NAME_HINT})")
+        parts = filename[:-4].split("-")
+        if len(parts) == 3 and all(p.isascii() and p.isdigit() for p in parts):
+            # Only the digit can be at fault: the pattern accepts any group/member number.
+            raise ValueError("digit outside 0-9")
+        raise ValueError(f"name does not match {_NAME_HINT}")
+    digit_s, group_s, member_s = match.groups()
+    for label, text in (("group", group_s), ("member", member_s)):
+        if len(text.lstrip("0")) > _MAX_NUMBER_DIGITS:
+            raise ValueError(f"{label} number too large")
+    return DigitName(int(digit_s), int(group_s), int(member_s))
+
+
+def _load_entry(
+    entry: Path,
+    preprocess: Preprocess,
+    filter_cfg: Filter,
+    max_pixels: int,
+) -> tuple[DigitName, np.ndarray]:
+    """Turn one folder entry into (name, 28×28 image) or raise ImageError."""
+    if entry.is_dir():
+        raise ImageError("is a directory")
+    try:
+        name = parse_name(entry.name)
+    except ValueError as err:
+        raise ImageError(str(err)) from err
+    img = read_digit(entry, preprocess, max_pixels)
+    reason = quality_reason(img, filter_cfg)
+    if reason is not None:
+        raise ImageError(reason)
+    return name, img
+
+
+def load_folder(
+    folder: Path,
+    preprocess: Preprocess = "mnist",
+    filter_cfg: Filter | None = None,
+    *,
+    max_pixels: int = MAX_PIXELS,
+) -> tuple[ClassSet, list[tuple[str, str]]]:
+    """Load every ``<digit>-<group>-<member>.png`` in ``folder`` (not recursive).
+
+    Returns the usable digits (sorted by file name) and ``rejected``: ``(entry, reason)`` for
+    every entry that is not used (other files, dotfiles, subfolders, bad or blank PNGs,
+    filtered images, a second file with the same digit, group and member), never raised.
+    ``filter_cfg=None`` means ``Filter()`` (filter on, the report's thresholds).
+
+    Raises :class:`ClassFolderError` (one-line message) when the folder is missing or not a
+    directory, or when no image is usable.
+    """
+    if preprocess not in ("mnist", "seed"):
+        raise ValueError(f"preprocess must be 'mnist' or 'seed', got {preprocess!r}")
+    cfg = Filter() if filter_cfg is None else filter_cfg
+    folder = Path(folder)
+    if not folder.exists():
+        raise ClassFolderError(f"class digit folder not found: {folder}")
+    if not folder.is_dir():
+        raise ClassFolderError(f"class digit folder is not a directory: {folder}")
+    try:
+        entries = sorted(folder.iterdir(), key=lambda p: p.name)
+    except OSError as err:
+        raise ClassFolderError(
+            one_line(f"cannot list class digit folder {folder}: {err.strerror or err}")
+        ) from err
+
+    images: list[np.ndarray] = []
+    names: list[DigitName] = []
+    files: list[str] = []
+    rejected: list[tuple[str, str]] = []
+    seen: dict[DigitName, str] = {}
+    for entry in entries:
+        try:
+            name, img = _load_entry(entry, preprocess, cfg, max_pixels)
+        except ImageError as err:
+            rejected.append((entry.name, one_line(str(err))))
+            continue
+        except Exception as err:
+            # Last resort: user uploads must never stop the pipeline; log the traceback.
+            logger.warning("unexpected error reading %s", entry, exc_info=True)
+            rejected.append((entry.name, one_line(f"unreadable: {type(err).__name__}: {err}")))
+            continue
+        if name in seen:
+            # e.g. 3-1-1.png and 3-01-1.PNG: one author's digit must not count twice.
+            rejected.append((entry.name, f"duplicate of {seen[name]} (same digit-group-member)"))
+            continue
+        seen[name] = entry.name
+        images.append(img)
+        names.append(name)
+        files.append(entry.name)
+
+    for file, reason in rejected:
+        logger.debug("rejected %s: %s", file, reason)
+    if not images:
+        if not entries:
+            detail = "folder is empty"
+        else:
+            file, reason = rejected[0]
+            detail = f"{len(rejected)} entries rejected, e.g. {file}: {reason}; see rejected list"
+        raise ClassFolderError(
+            one_line(f"no usable class digit images in {folder} ({detail})", limit=400),
+            rejected=rejected,
+        )
+    if rejected:
+        tally = Counter(reason.split(":")[0] for _, reason in rejected)
+        logger.info(
+            "loaded %d class digits from %s (%s mode); rejected %d: %s",
+            len(images),
+            folder,
+            preprocess,
+            len(rejected),
+            ", ".join(f"{k} x{v}" for k, v in tally.most_common()),
+        )
+    else:
+        logger.info("loaded %d class digits from %s (%s mode)", len(images), folder, preprocess)
+    digits = ClassSet(
+        images=np.stack(images).astype(np.uint8),
+        labels=np.array([n.digit for n in names], dtype=np.int64),
+        groups=np.array([n.group for n in names], dtype=np.int64),
+        members=np.array([n.member for n in names], dtype=np.int64),
+        files=np.asarray(files, dtype=str),
+    )
+    return digits, rejected
