@@ -28,6 +28,9 @@ from mnistgap.data import save_split
 from mnistgap.mnist_source import write_idx
 from mnistgap.split import train_val_indices
 
+# Shared browser fixtures (chromium_browser, with the network cut off): tests/browser.py.
+pytest_plugins = ("browser",)
+
 # Tests must never phone home (dvclive/dvc send usage analytics unless told not to).
 os.environ.setdefault("DVC_NO_ANALYTICS", "1")
 # Tiny models on tiny batches: extra threads only add synchronisation, and on busy cores
