@@ -280,8 +280,3 @@ def test_empty_file_reports_the_first_missing_key(tmp_path: Path) -> None:
 def test_top_level_list_is_refused() -> None:
     with pytest.raises(ParamsError, match="must be a mapping"):
         validate([1, 2])
-
-
-def test_params_error_is_a_value_error() -> None:
-    # Stages turn ValueError into one-line errors (mnistgap.cli.run_stage).
-    assert issubclass(ParamsError, ValueError)

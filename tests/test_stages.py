@@ -176,8 +176,15 @@ def pipeline(
     return Pipeline(root, params, mnist, class_files, calls)
 
 
-def _is_png(path: Path) -> bool:
-    return path.is_file() and path.read_bytes()[:8] == PNG_SIGNATURE and path.stat().st_size > 500
+def _is_png(path: Path, min_size: tuple[int, int] = (300, 150)) -> bool:
+    """A real figure: a PNG at least ``min_size`` pixels, with ink on a light page (between
+    1% and 70% of its pixels darker than light grey), not a blank or solid image."""
+    if not path.is_file() or path.read_bytes()[:8] != PNG_SIGNATURE:
+        return False
+    with Image.open(path) as im:
+        grey = np.asarray(im.convert("L"))
+    ink = float((grey < 200).mean())
+    return grey.shape[1] >= min_size[0] and grey.shape[0] >= min_size[1] and 0.01 < ink < 0.7
 
 
 # --------------------------------------------------------------------------- prepare_mnist

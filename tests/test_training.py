@@ -88,9 +88,15 @@ def test_constant_schedule() -> None:
 
 
 # --------------------------------------------------------------------------- devices
-def test_select_device_auto_and_cpu() -> None:
-    expected = "cuda" if torch.cuda.is_available() else "cpu"
-    assert select_device("auto").type == expected
+@pytest.mark.skipif(torch.cuda.is_available(), reason="a CUDA device is present")
+def test_select_device_auto_is_the_cpu_without_cuda() -> None:
+    assert select_device("auto") == torch.device("cpu")
+    assert select_device("cpu") == torch.device("cpu")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_select_device_auto_is_cuda_when_present() -> None:
+    assert select_device("auto").type == "cuda"
     assert select_device("cpu") == torch.device("cpu")
 
 
