@@ -204,14 +204,7 @@ def create_app(
             img = check_image(tmp)
             # A hand-placed "7-01-2.png" is the same digit as "7-1-2.png" to the loader,
             # which would reject one of the two as a duplicate.
-            twin = next(
-                (
-                    f
-                    for f, n in loader.saved_digits(folder)
-                    if n == loader.DigitName(digit, group, member) and f != name
-                ),
-                None,
-            )
+            twin = loader.twin_of(folder, name)
             if twin is not None:
                 raise ApiError(409, f"this digit is already saved as {twin}", file=twin)
             try:

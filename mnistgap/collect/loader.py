@@ -8,6 +8,7 @@ re-implemented: an image is accepted exactly when ``prepare_class`` would load i
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from dataclasses import asdict
 from pathlib import Path
@@ -32,6 +33,7 @@ __all__ = [
     "name_for",
     "read_digit",
     "saved_digits",
+    "twin_of",
 ]
 
 #: Raised by :func:`read_digit`; ``str(err)`` is the loader's one-line reason
@@ -77,6 +79,27 @@ def read_digit(path: Path, preprocess: str, filter_cfg: FilterConfig) -> np.ndar
     if reason is not None:
         raise ImageRejected(reason)
     return img
+
+
+def twin_of(folder: Path, name: str) -> str | None:
+    """Another file in ``folder`` that the loader reads as the same digit as ``name``.
+
+    E.g. a hand-placed ``7-01-2.png`` for ``7-1-2.png``: ``prepare_class`` would keep one
+    and reject the other as a duplicate. One directory scan, names only.
+    """
+    wanted = parse_name(name)
+    prefix = f"{wanted.digit}-"
+    with os.scandir(folder) as entries:
+        for entry in entries:
+            if entry.name == name or not entry.name.startswith(prefix):
+                continue
+            try:
+                same = parse_name(entry.name) == wanted
+            except ValueError:
+                continue
+            if same and entry.is_file():
+                return entry.name
+    return None
 
 
 def saved_digits(folder: Path) -> list[tuple[str, DigitName]]:
