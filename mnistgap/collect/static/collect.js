@@ -112,7 +112,9 @@ async function api(path, options) {
   return { ok: resp.ok, status: resp.status, body };
 }
 
-const percent = (c) => `${(100 * c).toFixed(c >= 0.995 ? 1 : 0)}%`;
+// 0.9995 shows as 99.9%, not a rounded-up 100.0%; only a reading of exactly 1 is 100%.
+const percent = (c) =>
+  c >= 0.995 && c < 1 ? `${(Math.floor(c * 1000) / 10).toFixed(1)}%` : `${Math.round(100 * c)}%`;
 
 function who() {
   const g = $("group").value.trim();
@@ -263,7 +265,8 @@ $("save").addEventListener("click", async () => {
     const d = saved.has(digit) ? nextUnsaved(digit) : digit;
     setTarget(d === null ? digit : d);
   } else if (r.status === 409) {
-    showResult("warn", [`Not saved: ${r.body.error}. Tick “Replace” to overwrite it.`]);
+    const file = r.body.file || `digit ${digit}`;
+    showResult("warn", ["Not saved: ", el("code", file), " is already saved. Tick “Replace a digit already saved” to overwrite it."]);
   } else {
     showResult("error", [`Not saved: ${r.body.error}`]);
   }
