@@ -31,6 +31,7 @@ __all__ = [
     "filter_config",
     "filter_dict",
     "name_for",
+    "parse_name",
     "read_digit",
     "saved_digits",
     "twin_of",
