@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import csv
+import errno
 import io
 import os
 import threading
@@ -335,6 +336,37 @@ def test_publish_never_clobbers(tmp_path: Path):
         assert store.publish(tmp, final, replace=True) is True
     assert final.read_bytes() == b"third"
     assert [p.name for p in tmp_path.iterdir()] == ["1-1-1.png"]
+
+
+def test_publish_without_hard_links_still_never_clobbers(tmp_path: Path, monkeypatch):
+    def no_links(src, dst):
+        raise PermissionError(errno.EPERM, "Operation not permitted")
+
+    monkeypatch.setattr(os, "link", no_links)
+    final = tmp_path / "1-1-1.png"
+    with store.spooled(tmp_path, b"first") as tmp:
+        assert store.publish(tmp, final) is False
+    with store.spooled(tmp_path, b"second") as tmp, pytest.raises(FileExistsError):
+        store.publish(tmp, final)
+    assert final.read_bytes() == b"first"
+    assert [p.name for p in tmp_path.iterdir()] == ["1-1-1.png"]
+
+
+def test_forms_from_other_sites_are_refused(client: TestClient, area: Path):
+    """A page elsewhere can make the browser post a form here; the Origin gives it away."""
+    r = client.post(
+        "/api/digits",
+        data={"digit": "7", "group": "1", "member": "2"},
+        files={"image": ("d.png", digit_png(7), "image/png")},
+        headers={"origin": "https://elsewhere.example"},
+    )
+    assert r.status_code == 403 and "own page" in r.json()["error"]
+    assert list((area / "collected").iterdir()) == []
+    same = {"origin": "http://testserver"}  # the TestClient's own host
+    r = client.post(
+        "/api/predict", files={"image": ("d.png", digit_png(7), "image/png")}, headers=same
+    )
+    assert r.status_code == 200
 
 
 def test_stale_temporary_files_are_removed_at_start(area: Path, tiny_model: Path):

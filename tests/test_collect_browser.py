@@ -82,6 +82,9 @@ def test_draw_a_seven_with_the_mouse_and_save_it(browser_page, tmp_path: Path): 
         page.click("#save")
         page.wait_for_function("document.querySelector('#result').textContent.includes('already')")
         assert saved.read_bytes() == before
+        page.wait_for_function(
+            "/Model reads: \\d/.test(document.querySelector('#live').textContent)"
+        )
 
         shot = artifact_path(tmp_path, "collect.png")
         page.screenshot(path=str(shot), full_page=True)

@@ -12,8 +12,9 @@ values (the CLI reads them from ``params.yaml``; this module never does). The AP
 * ``GET /api/info`` → model, preprocessing, filter and size limit, for the page.
 
 Errors are ``{"error": "<one line>"}`` with a 4xx status: 400 bad or missing form fields or
-query parameters, 409 the file exists (``replace`` not set), 413 upload over the limit,
-422 an image the loader rejects (its reason: not a PNG, corrupt, blank, filtered out).
+query parameters, 403 a form posted from another site's page (its ``Origin``), 409 the file
+exists (``replace`` not set), 413 upload over the limit, 422 an image the loader rejects (its
+reason: not a PNG, corrupt, blank, filtered out).
 An unexpected failure is a 500 ``{"error": "internal error"}``, logged, never a traceback.
 
 Uploads are stored byte for byte as received: the exact file that passed the checks is the
@@ -28,6 +29,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import numpy as np
 import torch
@@ -163,6 +165,11 @@ def create_app(
     app.state.reader = reader
 
     async def form(request: Request, text_fields: tuple[str, ...]):
+        # Another web site open in the same browser may post forms to 127.0.0.1 too (a form
+        # POST needs no CORS preflight); only the page served here may write.
+        origin = request.headers.get("origin")
+        if origin is not None and urlsplit(origin).netloc != request.headers.get("host"):
+            raise ApiError(403, "uploads are accepted only from this server's own page")
         return await read_form(
             request.headers.get("content-type"),
             request.headers.get("content-length"),

@@ -17,6 +17,7 @@ The temporary file is always removed afterwards; a process killed in between can
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import tempfile
 import time
@@ -27,6 +28,8 @@ TEMP_PREFIX = ".collect-"
 TEMP_SUFFIX = ".tmp"
 #: Temporary files older than this are leftovers of a killed server, not work in progress.
 STALE_AFTER_S = 3600.0
+# os.link fails with these where the filesystem has no hard links (FAT, some network mounts).
+_NO_HARD_LINKS = frozenset({errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENOSYS})
 
 
 def _file_mode() -> int:
@@ -60,11 +63,36 @@ def publish(tmp: Path, final: Path, replace: bool = False) -> bool:
     see the module doc). ``tmp`` itself is left for :func:`spooled` to remove.
     """
     if not replace:
-        os.link(tmp, final)
+        try:
+            os.link(tmp, final)
+        except FileExistsError:
+            raise
+        except OSError as err:
+            if err.errno not in _NO_HARD_LINKS:
+                raise
+            _exclusive_copy(tmp, final)
         return False
     existed = final.exists()  # informational only; the rename is atomic either way
     tmp.replace(final)
     return existed
+
+
+def _exclusive_copy(tmp: Path, final: Path) -> None:
+    """Fallback where the filesystem has no hard links: create ``final`` with ``O_EXCL``.
+
+    Still exactly-once (the create fails if the name exists), but a reader may see the file
+    while its bytes are being written, which ``os.link`` avoids.
+    """
+    fd = os.open(final, os.O_WRONLY | os.O_CREAT | os.O_EXCL, _file_mode())
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(tmp.read_bytes())
+            fh.flush()
+            os.fsync(fh.fileno())
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            final.unlink()
+        raise
 
 
 def remove_stale_temps(folder: Path, older_than_s: float = STALE_AFTER_S) -> list[Path]:
