@@ -42,7 +42,10 @@ function redraw() {
 
 function point(ev) {
   const r = pad.getBoundingClientRect();
-  return [((ev.clientX - r.left) * pad.width) / r.width, ((ev.clientY - r.top) * pad.height) / r.height];
+  return [
+    ((ev.clientX - r.left) * pad.width) / r.width,
+    ((ev.clientY - r.top) * pad.height) / r.height,
+  ];
 }
 
 pad.addEventListener("pointerdown", (ev) => {
@@ -101,7 +104,11 @@ async function api(path, options) {
   try {
     resp = await fetch(path, options);
   } catch (err) {
-    return { ok: false, status: 0, body: { error: "cannot reach the server (is it still running?)" } };
+    return {
+      ok: false,
+      status: 0,
+      body: { error: "cannot reach the server (is it still running?)" },
+    };
   }
   let body;
   try {
@@ -171,7 +178,8 @@ function renderProgress() {
     b.type = "button";
     b.className = saved.has(d) ? "done" : "";
     b.setAttribute("aria-pressed", String(d === target));
-    b.innerHTML = `<span class="digit">${d}</span><span class="state">${saved.has(d) ? "saved" : "to do"}</span>`;
+    const state = saved.has(d) ? "saved" : "to do";
+    b.append(el("span", String(d), { class: "digit" }), el("span", state, { class: "state" }));
     b.title = saved.has(d) ? `saved as ${saved.get(d)}` : `digit ${d}: not saved yet`;
     b.addEventListener("click", () => setTarget(d));
     li.append(b);
@@ -179,9 +187,10 @@ function renderProgress() {
   }
   const summary = $("progress-summary");
   const w = who();
+  const whom = w ? `Group ${w.group}, member ${w.member}` : "";
   if (!w) summary.textContent = "Enter the group and member numbers first.";
-  else if (saved.size === 10) summary.textContent = `Group ${w.group}, member ${w.member}: all ten digits saved. Thank you!`;
-  else summary.textContent = `Group ${w.group}, member ${w.member}: ${saved.size} of 10 digits saved. Choose a digit to draw it again.`;
+  else if (saved.size === 10) summary.textContent = `${whom}: all ten digits saved. Thank you!`;
+  else summary.textContent = `${whom}: ${saved.size} of 10 saved. Choose a digit to draw it again.`;
 }
 
 async function refreshProgress() {
@@ -203,7 +212,10 @@ function updateButtons() {
 
 for (const id of ["group", "member"]) {
   $(id).addEventListener("input", () => {
-    $(id).setAttribute("aria-invalid", String($(id).value !== "" && !/^[0-9]+$/.test($(id).value.trim())));
+    $(id).setAttribute(
+      "aria-invalid",
+      String($(id).value !== "" && !/^[0-9]+$/.test($(id).value.trim())),
+    );
     clearTimeout(refreshProgress.timer);
     refreshProgress.timer = setTimeout(async () => {
       await refreshProgress();
@@ -256,7 +268,11 @@ $("save").addEventListener("click", async () => {
     if (b.prediction !== null) {
       parts.push(" The model read ", el("strong", String(b.prediction), { id: "read-digit" }));
       parts.push(` (${percent(b.confidence)} sure)`);
-      parts.push(b.prediction === digit ? "." : ` — not a ${digit}. If that was a slip, redraw it and save with “Replace” ticked.`);
+      parts.push(
+        b.prediction === digit
+          ? "."
+          : ` — not a ${digit}. If that was a slip, redraw it and save with “Replace” ticked.`,
+      );
     } else parts.push(readingText(b));
     showResult(b.prediction === null || b.prediction === digit ? "ok" : "warn", parts);
     $("replace").checked = false;
@@ -266,7 +282,11 @@ $("save").addEventListener("click", async () => {
     setTarget(d === null ? digit : d);
   } else if (r.status === 409) {
     const file = r.body.file || `digit ${digit}`;
-    showResult("warn", ["Not saved: ", el("code", file), " is already saved. Tick “Replace a digit already saved” to overwrite it."]);
+    showResult("warn", [
+      "Not saved: ",
+      el("code", file),
+      " is already saved. Tick “Replace a digit already saved” to overwrite it.",
+    ]);
   } else {
     showResult("error", [`Not saved: ${r.body.error}`]);
   }
@@ -291,7 +311,11 @@ async function uploadFiles(files) {
     const r = await postDigit(file, file.name, digit, w);
     if (r.ok) {
       li.className = "ok";
-      li.textContent = `${file.name}: saved as ${r.body.file}` + (r.body.prediction === null ? "" : `, the model read ${r.body.prediction} (${percent(r.body.confidence)})`);
+      li.textContent =
+        `${file.name}: saved as ${r.body.file}` +
+        (r.body.prediction === null
+          ? ""
+          : `, the model read ${r.body.prediction} (${percent(r.body.confidence)})`);
     } else {
       li.className = r.status === 409 ? "warn" : "error";
       li.textContent = `${file.name}: not saved: ${r.body.error}`;
@@ -323,7 +347,8 @@ drop.addEventListener("drop", async (ev) => {
   const r = await api("/api/info");
   const status = $("model-status");
   if (!r.ok) status.textContent = "The server does not answer.";
-  else if (r.body.model) status.textContent = `Model: ${r.body.model} · preprocessing “${r.body.preprocess}”`;
+  else if (r.body.model)
+    status.textContent = `Model: ${r.body.model} · preprocessing “${r.body.preprocess}”`;
   else status.textContent = `No model reading: ${r.body.note}`;
   await refreshProgress();
 })();
