@@ -62,9 +62,15 @@ def main(argv: list[str] | None = None) -> None:
 
     # Imported here so that `--help` and params errors answer without loading torch.
     import torch
-    import uvicorn
 
-    from mnistgap.collect.app import create_app
+    try:
+        import uvicorn
+
+        from mnistgap.collect.app import create_app
+    except ImportError as err:
+        raise StageError(
+            f"{err.name or err} is not installed: pip install -e '.[collect]'"
+        ) from None
 
     # One image at a time: extra torch threads only add synchronisation per request.
     torch.set_num_threads(1)
