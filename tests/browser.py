@@ -4,7 +4,9 @@ Loaded as a pytest plugin by conftest.py (``pytest_plugins``), so any test can a
 session fixture ``chromium_browser``. It needs the ``browser`` extra (``pip install -e
 ".[browser]"``, i.e. playwright) and a system Chromium (Debian: ``apt-get install chromium``;
 ``playwright install`` downloads browsers, which these machines cannot). Without either, the
-tests that use it are skipped with a message saying which is missing; `.ci/run` installs both.
+tests that use it are skipped with a message saying which is missing, unless
+``MNISTGAP_REQUIRE_BROWSER=1`` (set by ``.ci/run`` once it has installed both): then they fail.
+``browser_page`` gives a test a fresh page in its own context.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ CHROMIUM_FLAGS = (
     "--disable-sync",
     "--no-first-run",
     "--disable-gpu",
+    "--disable-dev-shm-usage",
 )
 CHROMIUM_NAMES = ("chromium", "chromium-browser")
 # Requests to these schemes stay on this machine; every other one is aborted.
@@ -37,16 +40,25 @@ def chromium_path() -> str | None:
     return next(filter(None, map(shutil.which, CHROMIUM_NAMES)), None)
 
 
+def _unavailable(message: str) -> None:
+    if os.environ.get("MNISTGAP_REQUIRE_BROWSER") == "1":
+        pytest.fail(f"{message} (MNISTGAP_REQUIRE_BROWSER=1)")
+    pytest.skip(message)
+
+
 @pytest.fixture(scope="session")
 def chromium_browser() -> Iterator[Any]:
     """A launched headless Chromium (playwright ``Browser``); skips when either is missing."""
-    sync_api = pytest.importorskip(
-        "playwright.sync_api",
-        reason="browser test needs playwright: pip install -e '.[browser]'",
-    )
+    try:
+        from playwright import sync_api
+    except ImportError:
+        _unavailable("browser test needs playwright: pip install -e '.[test,browser]'")
     executable = chromium_path()
     if executable is None:
-        pytest.skip(f"browser test needs Chromium ({' or '.join(CHROMIUM_NAMES)} not on PATH)")
+        _unavailable(
+            f"browser test needs Chromium ({' or '.join(CHROMIUM_NAMES)} not on PATH): "
+            "apt-get install chromium"
+        )
     playwright = sync_api.sync_playwright().start()
     try:
         browser = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_FLAGS)
@@ -83,3 +95,13 @@ def artifact_path(name: str, fallback: Path) -> Path:
     folder = Path(os.environ.get("MNISTGAP_ARTIFACTS") or fallback)
     folder.mkdir(parents=True, exist_ok=True)
     return folder / name
+
+
+@pytest.fixture
+def browser_page(chromium_browser: Any) -> Iterator[Any]:
+    """A fresh page (its own context, 1100x900 viewport) that is closed after the test."""
+    context = chromium_browser.new_context(viewport={"width": 1100, "height": 900})
+    try:
+        yield context.new_page()
+    finally:
+        context.close()
