@@ -50,6 +50,23 @@ def run_stage(
     return 0
 
 
+def user_cache() -> Path:
+    """Where downloads are kept between runs, outside the repository (like pip's cache):
+    ``$XDG_CACHE_HOME/mnistgap`` or ``~/.cache/mnistgap``."""
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "mnistgap"
+
+
+def split_eval_parser(description: str) -> argparse.ArgumentParser:
+    """Arguments of the stages that evaluate the model on one prepared split (.npz)."""
+    ap = argparse.ArgumentParser(description=description)
+    ap.add_argument("--model", type=Path, default=Path("models/model.pt"))
+    ap.add_argument("--data", type=Path, required=True, help="a split .npz (images, labels)")
+    ap.add_argument("--out", type=Path, required=True, help="the reports folder to write")
+    ap.add_argument("--params", type=Path, default=Path("params.yaml"))
+    return ap
+
+
 def class_eval_parser(description: str, out_default: str) -> argparse.ArgumentParser:
     """Arguments shared by the stages that evaluate the model on the cached class digits."""
     ap = argparse.ArgumentParser(description=description)

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from mnistgap import atomic, plots
-from mnistgap.data import ClassSet, load_class, read_flags
+from mnistgap.data import ClassSet, load_class, load_split, read_flags
 from mnistgap.device import select_device
 from mnistgap.metrics import (
     Evaluation,
@@ -19,6 +20,8 @@ from mnistgap.metrics import (
     predictions_csv,
 )
 from mnistgap.models import load_checkpoint
+
+log = logging.getLogger(__name__)
 
 
 def evaluate_checkpoint(
@@ -58,6 +61,32 @@ def write_standard_outputs(out_dir: str | Path, ev: Evaluation, title: str) -> d
         out / "per_class_loss.png",
         [block["per_class_loss"][str(c)] for c in range(10)],
         f"{title}: mean loss per true digit",
+    )
+    return block
+
+
+def evaluate_split(
+    model_path: str | Path,
+    data_path: str | Path,
+    out_dir: str | Path,
+    title: str,
+    device: str = "auto",
+    batch_size: int = 4096,
+) -> dict:
+    """The checkpoint on a prepared split (.npz of images and labels): the standard outputs,
+    then ``metrics.json`` last (its presence marks the folder complete); returns the block."""
+    images, labels = load_split(data_path)
+    ev = evaluate_checkpoint(model_path, images, labels, device, batch_size)
+    block = write_standard_outputs(out_dir, ev, title)
+    atomic.write_json(Path(out_dir) / "metrics.json", block)
+    log.info(
+        "%s: accuracy %.4f [%.4f, %.4f], loss %.4f (n=%d)",
+        title,
+        block["accuracy"],
+        block["ci_low"],
+        block["ci_high"],
+        block["loss"],
+        block["n"],
     )
     return block
 

