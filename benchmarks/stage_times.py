@@ -5,7 +5,8 @@
 The same commands as `dvc repro -f`, without DVC's own hashing and bookkeeping (which adds a
 few seconds in all); with raw MNIST already in data/mnist/raw. Prints one line per stage (wall
 time and the stage process's peak resident memory) and the total. Interpolates ${...} from
-params.yaml (only the simple dotted keys dvc.yaml uses).
+params.yaml (only the simple dotted keys dvc.yaml uses); a `foreach` stage runs once per item
+of its list (`prepare_external@usps`, ...).
 """
 
 from __future__ import annotations
@@ -32,9 +33,17 @@ def main() -> None:
             value = value[part]
         return str(value)
 
-    total = 0.0
+    runs: list[tuple[str, str]] = []
     for name, stage in stages.items():
-        cmd = re.sub(r"\$\{([^}]+)\}", lookup, stage["cmd"])
+        if "foreach" in stage:
+            items = params[stage["foreach"].strip("${}")]
+            runs += [(f"{name}@{i}", stage["do"]["cmd"].replace("${item}", i)) for i in items]
+        else:
+            runs.append((name, stage["cmd"]))
+
+    total = 0.0
+    for name, template in runs:
+        cmd = re.sub(r"\$\{([^}]+)\}", lookup, template)
         argv = shlex.split(cmd)
         if argv[0] == "python":
             argv[0] = sys.executable
@@ -51,10 +60,10 @@ def main() -> None:
         total += dt
         rss_mb = usage.ru_maxrss / 1024
         status_note = "" if proc.returncode == 0 else "  FAILED"
-        print(f"{name:<16} {dt:6.1f} s  peak RSS {rss_mb:6.0f} MB{status_note}", flush=True)
+        print(f"{name:<24} {dt:6.1f} s  peak RSS {rss_mb:6.0f} MB{status_note}", flush=True)
         if proc.returncode != 0:
             sys.exit(stderr[-2000:])
-    print(f"{'total':<16} {total:6.1f} s")
+    print(f"{'total':<24} {total:6.1f} s")
 
 
 if __name__ == "__main__":

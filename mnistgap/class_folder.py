@@ -10,8 +10,11 @@ not a directory, or holds no usable image at all raises :class:`ClassFolderError
 from __future__ import annotations
 
 import logging
+import multiprocessing
+import os
 import re
 from collections import Counter
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -93,19 +96,62 @@ def _load_entry(
     return name, img
 
 
+Outcome = tuple[DigitName, np.ndarray] | str  # a digit, or why the entry is not used
+
+
+def _read(entry: Path, preprocess: Preprocess, cfg: Filter, max_pixels: int) -> Outcome:
+    """One entry's outcome; never raises (runs in worker processes too)."""
+    try:
+        return _load_entry(entry, preprocess, cfg, max_pixels)
+    except ImageError as err:
+        return one_line(str(err))
+    except Exception as err:
+        # Last resort: user uploads must never stop the pipeline; log the traceback.
+        logger.warning("unexpected error reading %s", entry, exc_info=True)
+        return one_line(f"unreadable: {type(err).__name__}: {err}")
+
+
+def _read_chunk(args: tuple[list[Path], Preprocess, Filter, int]) -> list[Outcome]:
+    entries, preprocess, cfg, max_pixels = args
+    return [_read(e, preprocess, cfg, max_pixels) for e in entries]
+
+
+#: From this many entries on, the folder is read by one process per core: decoding is
+#: per-file Python (about 0.3 ms a file), and a pool costs ~0.2 s to start.
+PARALLEL_FROM = 4000
+
+
+def _read_all(
+    entries: list[Path], preprocess: Preprocess, cfg: Filter, max_pixels: int, workers: int
+) -> list[Outcome]:
+    """Every entry's outcome, in the entries' order, whatever the number of workers."""
+    if workers <= 1 or len(entries) < PARALLEL_FROM:
+        return _read_chunk((entries, preprocess, cfg, max_pixels))
+    size = -(-len(entries) // (workers * 8))  # a few chunks per worker: even load, few pickles
+    chunks = [
+        (entries[i : i + size], preprocess, cfg, max_pixels) for i in range(0, len(entries), size)
+    ]
+    context = multiprocessing.get_context("fork" if hasattr(os, "fork") else "spawn")
+    with ProcessPoolExecutor(workers, mp_context=context) as pool:
+        return [outcome for part in pool.map(_read_chunk, chunks) for outcome in part]
+
+
 def load_folder(
     folder: Path,
     preprocess: Preprocess = "mnist",
     filter_cfg: Filter | None = None,
     *,
     max_pixels: int = MAX_PIXELS,
+    workers: int | None = None,
 ) -> tuple[ClassSet, list[tuple[str, str]]]:
     """Load every ``<digit>-<group>-<member>.png`` in ``folder`` (not recursive).
 
     Returns the usable digits (sorted by file name) and ``rejected``: ``(entry, reason)`` for
     every entry that is not used (other files, dotfiles, subfolders, bad or blank PNGs,
     filtered images, a second file with the same digit, group and member), never raised.
-    ``filter_cfg=None`` means ``Filter()`` (filter on, the report's thresholds).
+    ``filter_cfg=None`` means ``Filter()`` (filter on, the report's thresholds). A large
+    folder is read by ``workers`` processes (default: one per available core); the result is
+    the same, entry for entry and byte for byte.
 
     Raises :class:`ClassFolderError` (one-line message) when the folder is missing or not a
     directory, or when no image is usable.
@@ -130,17 +176,14 @@ def load_folder(
     files: list[str] = []
     rejected: list[tuple[str, str]] = []
     seen: dict[DigitName, str] = {}
-    for entry in entries:
-        try:
-            name, img = _load_entry(entry, preprocess, cfg, max_pixels)
-        except ImageError as err:
-            rejected.append((entry.name, one_line(str(err))))
+    if workers is None:
+        workers = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1
+    outcomes = _read_all(entries, preprocess, cfg, max_pixels, workers)
+    for entry, outcome in zip(entries, outcomes, strict=True):
+        if isinstance(outcome, str):
+            rejected.append((entry.name, outcome))
             continue
-        except Exception as err:
-            # Last resort: user uploads must never stop the pipeline; log the traceback.
-            logger.warning("unexpected error reading %s", entry, exc_info=True)
-            rejected.append((entry.name, one_line(f"unreadable: {type(err).__name__}: {err}")))
-            continue
+        name, img = outcome
         if name in seen:
             # e.g. 3-1-1.png and 3-01-1.PNG: one author's digit must not count twice.
             rejected.append((entry.name, f"duplicate of {seen[name]} (same digit-group-member)"))

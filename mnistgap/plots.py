@@ -12,6 +12,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from mnistgap import atomic
+from mnistgap.groups import rank_groups
 
 
 def _save(path: str | Path, fig: plt.Figure) -> None:
@@ -57,42 +58,72 @@ def per_class_loss_figure(path: str | Path, losses: Sequence[float | None], titl
     _save(path, fig)
 
 
-def group_bar_figure(
+#: Up to this many groups every group is named in the figures; above it, only the worst ones
+#: (rows of a figure stay >= ~0.25 inch, a readable 9-point label, at any number of groups).
+LABEL_ALL_GROUPS = 40
+#: How many of the worst groups are named, and shown in the heatmap, when there are more.
+WORST_SHOWN = 30
+
+
+def group_accuracy_figure(
     path: str | Path, groups: Mapping[str, Mapping[str, float]], title: str
 ) -> None:
-    """Per-group accuracy with 95% Wilson error bars, and mean loss, side by side."""
-    ids = list(groups)
+    """:func:`group_accuracy` saved as a PNG."""
+    _save(path, group_accuracy(groups, title))
+
+
+def group_accuracy(groups: Mapping[str, Mapping[str, float]], title: str) -> plt.Figure:
+    """Every group's accuracy with its 95% Wilson interval, sorted from the worst, beside the
+    distribution of the group accuracies. Readable at 5 groups and at 500: up to
+    :data:`LABEL_ALL_GROUPS` groups every row is named (id and digits); above, rows are
+    thin dots and only the :data:`WORST_SHOWN` worst are named."""
+    ids = rank_groups(groups)
     acc = np.array([groups[g]["accuracy"] for g in ids])
     low = np.array([groups[g]["ci_low"] for g in ids])
     high = np.array([groups[g]["ci_high"] for g in ids])
-    loss = np.array([groups[g]["loss"] for g in ids])
-    n = [groups[g]["n"] for g in ids]
-    x = np.arange(len(ids))
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(max(8, 0.7 * len(ids) + 4), 4))
-    # Clip: matplotlib rejects negative error bars, which float rounding could produce.
-    yerr = np.clip(np.stack([acc - low, high - acc]), 0.0, None)
-    ax1.bar(x, acc, color="tab:blue", yerr=yerr, capsize=3)
-    ax1.set(
-        xticks=x,
-        xticklabels=[f"{g}\n{k}" for g, k in zip(ids, n, strict=True)],
-        ylim=(0, 1.05),
-        ylabel="accuracy",
-        title="accuracy (95% Wilson interval)",
+    n = len(ids)
+    few = n <= LABEL_ALL_GROUPS
+    height = 0.25 * n + 1.6 if few else 0.25 * WORST_SHOWN + 2.4
+    fig, (ax1, ax2) = plt.subplots(
+        1, 2, figsize=(11, max(3.2, height)), gridspec_kw={"width_ratios": [3, 2]}
     )
-    ax2.bar(x, loss, color="tab:orange")
-    ax2.set(xticks=x, xticklabels=ids, ylabel="mean cross-entropy", title="loss")
-    ax1.set_xlabel("group (second line: number of digits)")
-    ax2.set_xlabel("group")
+    y = np.arange(n)
+    # Clip: matplotlib rejects negative error bars, which float rounding could produce.
+    xerr = np.clip(np.stack([acc - low, high - acc]), 0.0, None)
+    ax1.errorbar(
+        acc, y, xerr=xerr, fmt="o", ms=4 if few else 2, lw=1 if few else 0.4,
+        color="tab:blue", ecolor="tab:blue", alpha=1.0 if few else 0.7, capsize=2 if few else 0,
+    )  # fmt: skip
+    named = range(n) if few else range(min(WORST_SHOWN, n))
+    ax1.set_yticks(list(named))
+    ax1.set_yticklabels([f"{ids[i]} (n={groups[ids[i]]['n']})" for i in named], fontsize=8)
+    ax1.set_ylim(n - 0.5, -0.5)  # the worst at the top
+    ax1.set_xlim(0, 1.02)
+    ax1.set_xlabel("accuracy (95% Wilson interval)")
+    ax1.set_ylabel("group (digits)" if few else f"group, worst first ({WORST_SHOWN} of {n} named)")
+    ax1.grid(axis="x", alpha=0.3)
+    ax1.set_title(f"{n} groups, sorted from the worst")
+
+    bins = np.linspace(0, 1, 21)
+    ax2.hist(acc, bins=bins, color="tab:blue", alpha=0.8)
+    median = float(np.median(acc))
+    ax2.axvline(median, color="black", ls="--", lw=1, label=f"median {median:.1%}")
+    ax2.set_xlim(0, 1.02)
+    ax2.set_xlabel("group accuracy")
+    ax2.set_ylabel("groups")
+    ax2.legend(loc="upper left", fontsize=8)
+    ax2.set_title("distribution of group accuracies")
     fig.suptitle(title)
     fig.tight_layout()
-    _save(path, fig)
+    return fig
 
 
 def heatmap_figure(
     path: str | Path, matrix: np.ndarray, row_labels: Sequence[str], title: str
 ) -> None:
-    """Group x digit accuracy heatmap; NaN cells (no image) are left blank."""
-    fig, ax = plt.subplots(figsize=(7, 0.45 * len(row_labels) + 1.5))
+    """Group x digit accuracy heatmap; NaN cells (no image) are left blank. Rows come in the
+    order given; the caller passes at most :data:`LABEL_ALL_GROUPS` of them."""
+    fig, ax = plt.subplots(figsize=(7, 0.3 * len(row_labels) + 1.6))
     im = ax.imshow(matrix, cmap="RdYlGn", vmin=0, vmax=1, aspect="auto")
     fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label="accuracy")
     for i in range(matrix.shape[0]):

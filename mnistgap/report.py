@@ -1,18 +1,45 @@
 """Render ``reports/report.md`` from the metrics files: plain GitHub-flavoured Markdown.
 
-Figures are linked relative to ``reports/`` so the report reads on GitHub and offline.
+It says only what was computed: every number comes from a metrics file, the seed-spread
+records (``reports/seeds/*.json``, written by ``scripts/seed_spread.py``) or the reference
+report's published figures (:mod:`mnistgap.reference`, :mod:`mnistgap.external`). Figures
+are linked relative to ``reports/`` so the report reads on GitHub and offline.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import yaml
 
 from mnistgap import reference
 from mnistgap.class_folder import parse_name
-from mnistgap.params import TOP_LEVEL_KEYS, Params
+from mnistgap.external import SETS
+from mnistgap.groups import rank_groups
+from mnistgap.params import Params, as_file_dict
+
+#: Up to this many groups the report lists every one; above, the worst and the best.
+LIST_ALL_GROUPS = 20
+WORST_LISTED, BEST_LISTED = 10, 5
+#: Params that do not change what a seed-spread record measured (the seed itself varies).
+_NOT_CONFIG = {"seed", "device", "eval_batch_size", "leakage"}
+
+
+@dataclass(frozen=True)
+class ReportInputs:
+    """Everything the report reads (the parsed metrics files)."""
+
+    mnist: Mapping[str, Any]
+    klass: Mapping[str, Any]
+    groups: Mapping[str, Any]
+    train: Mapping[str, Any]
+    leakage: Mapping[str, Any]
+    rejected: Sequence[tuple[str, str]]
+    environment: Mapping[str, Any] = field(default_factory=dict)
+    external: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    seeds: Sequence[Mapping[str, Any]] = ()
 
 
 def _pct(x: float | None) -> str:
@@ -35,12 +62,27 @@ def _table(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines)
 
 
-def _in_file_order(params: Params) -> dict[str, Any]:
-    dumped = params.model_dump(mode="json")
-    return {key: dumped[key] for key in TOP_LEVEL_KEYS}
+def config_of(params: Mapping[str, Any]) -> dict[str, Any]:
+    """What a seed-spread record must share with a run to be its spread: every param but the
+    seed and those that cannot change the numbers (params.yaml's dump in file order)."""
+    return {k: v for k, v in params.items() if k not in _NOT_CONFIG}
 
 
-def _handed_in(groups: Mapping[str, Any], rejected: list[tuple[str, str]]) -> dict[str, int]:
+def spread_of(seeds: Sequence[Mapping[str, Any]], params: Params) -> Mapping[str, Any] | None:
+    """The seed-spread record of this run's configuration, if one was measured."""
+    wanted = config_of(as_file_dict(params))
+    return next((s for s in seeds if config_of(s["params"]) == wanted), None)
+
+
+def _spread_cell(record: Mapping[str, Any] | None, metric: str) -> str:
+    values = [r[metric] for r in record["runs"] if r.get(metric) is not None] if record else []
+    if not values:
+        return "—"
+    mean = sum(values) / len(values)
+    return f"{_pct(mean)} ({_pct(min(values))}–{_pct(max(values))}, {len(values)} seeds)"
+
+
+def _handed_in(groups: Mapping[str, Any], rejected: Sequence[tuple[str, str]]) -> dict[str, int]:
     """Digit files per group: the usable ones plus those rejected for their content (a
     digit file that cannot be read or fails the filter was still handed in)."""
     counts = {gid: int(block["n"]) for gid, block in groups.items()}
@@ -55,91 +97,204 @@ def _handed_in(groups: Mapping[str, Any], rejected: list[tuple[str, str]]) -> di
     return counts
 
 
-def render_report(
-    *,
-    mnist: Mapping[str, Any],
-    klass: Mapping[str, Any],
-    groups: Mapping[str, Any],
-    train: Mapping[str, Any],
-    leakage: Mapping[str, Any],
-    rejected: list[tuple[str, str]],
-    params: Params,
-) -> str:
+def _cross_dataset(r: ReportInputs, params: Params, same_collection: bool) -> list[str]:
+    record = spread_of(r.seeds, params)
+    wf = r.klass.get("without_flagged", {})
+    g = r.groups["groups"]
+    folder = f"class folder `{params.class_digits.dir}`"
+    rows = [
+        [
+            "MNIST test",
+            f"{r.mnist['n']:,}",
+            "not published (none of MNIST's training writers)",
+            f"{_pct(r.mnist['accuracy'])} [{_ci(r.mnist)}]",
+            _num(r.mnist["loss"]),
+            _spread_cell(record, "mnist"),
+            "reference report ~98% (loss ~0.05)",
+        ],
+        [
+            folder,
+            f"{r.klass['n']:,}",
+            f"{len(g)} groups",
+            f"{_pct(r.klass['accuracy'])} [{_ci(r.klass)}]",
+            _num(r.klass["loss"]),
+            _spread_cell(record, "class"),
+            "reference report 92.83% (loss 0.2337) on its own collection"
+            if same_collection
+            else "—",
+        ],
+        [
+            f"{folder}, without MNIST look-alikes",
+            f"{wf.get('n', 0):,}",
+            "",
+            f"{_pct(wf.get('accuracy'))} [{_ci(wf)}]",
+            _num(wf.get("loss")),
+            "",
+            "",
+        ],
+    ]
+    for name, m in r.external.items():
+        s = SETS[name]
+        rows.append(
+            [
+                s.title,
+                f"{m['n']:,}",
+                s.writers,
+                f"{_pct(m['accuracy'])} [{_ci(m)}]",
+                _num(m["loss"]),
+                _spread_cell(record, name),
+                "; ".join(f"{what}: {acc}" for what, acc in s.published) or "—",
+            ]
+        )
+    out = [
+        "## Every evaluation set\n",
+        _table(
+            [
+                "set",
+                "n",
+                "writers",
+                "accuracy [95% interval]",
+                "loss",
+                "over seeds: mean (min–max)",
+                "published reference points",
+            ],
+            rows,
+        ),
+    ]
+    if record is None:
+        out.append(
+            "\nNo seed spread is recorded for this configuration: one seed's accuracy is one "
+            "draw, so compare runs against the intervals, or measure the spread with "
+            "`python scripts/seed_spread.py` (see the README).\n"
+        )
+    else:
+        env = record.get("environment", {})
+        out.append(
+            f"\nOver seeds: the same configuration trained with seeds "
+            f"{', '.join(str(x['seed']) for x in record['runs'])} (`{record['name']}` in "
+            f"`reports/seeds/`, measured on {env.get('processor', '?')}, "
+            f"{env.get('isa', '?')}, {env.get('precision', '?')}).\n"
+        )
+    return out
+
+
+def _seed_records(seeds: Sequence[Mapping[str, Any]], sets: Sequence[str]) -> list[str]:
+    if not seeds:
+        return []
+    metrics = {"mnist": "MNIST test", "class": "class folder"} | {s: SETS[s].title for s in sets}
+    out = ["## Seed spread of every measured configuration\n"]
+    rows = []
+    for rec in seeds:
+        env = rec.get("environment", {})
+        rows.append(
+            [
+                f"`{rec['name']}`",
+                " ".join(f"`{k}={v}`" for k, v in rec.get("set", {}).items()) or "defaults",
+                f"`{rec['params']['class_digits']['dir']}`",
+                *[_spread_cell(rec, m) for m in metrics],
+                f"{env.get('processor', '?')} ({env.get('isa', '?')}, {env.get('precision', '?')})",
+            ]
+        )
+    header = ["record", "settings", "class folder", *metrics.values(), "machine"]
+    out.append(_table(header, rows))
+    out.append(
+        "\nEach record is one configuration trained with several seeds by "
+        "`scripts/seed_spread.py` (`dvc exp run --temp`, one experiment per seed). Differences "
+        "between configurations smaller than these ranges are not evidence.\n"
+    )
+    return out
+
+
+def _groups_section(g: Mapping[str, Mapping[str, Any]], summary: Mapping[str, Any]) -> list[str]:
+    def row(gid: str) -> list[str]:
+        b = g[gid]
+        wf = b.get("without_flagged", {})
+        return [
+            gid,
+            _pct(b["accuracy"]),
+            _ci(b),
+            _num(b["loss"]),
+            str(b["n"]),
+            f"{_pct(wf.get('accuracy'))} ({wf.get('n', 0)})",
+        ]
+
+    header = ["group", "accuracy", "95% interval", "loss", "n", "without look-alikes (n)"]
+    sizes = sorted({b["n"] for b in g.values()})
+    size = f"{sizes[0]}" if len(sizes) == 1 else f"{sizes[0]}–{sizes[-1]}"
+    out = ["## Per group\n"]
+    out.append(
+        f"{len(g)} groups of {size} digits; median group accuracy "
+        f"{_pct(summary.get('median_accuracy'))} (from {_pct(summary.get('min_accuracy'))} to "
+        f"{_pct(summary.get('max_accuracy'))}), {summary.get('below_90', 0)} below 90%. "
+        "With tens of digits a group's accuracy is uncertain by several points: read "
+        "differences between groups against their intervals.\n"
+    )
+    ranked = rank_groups(g)
+    if len(g) <= LIST_ALL_GROUPS:
+        out.append(_table(header, [row(gid) for gid in sorted(g, key=_group_key)]))
+    else:
+        worst, best = ranked[:WORST_LISTED], ranked[-BEST_LISTED:][::-1]
+        out.append(f"The {len(worst)} worst groups:\n")
+        out.append(_table(header, [row(gid) for gid in worst]))
+        out.append(f"\nThe {len(best)} best groups:\n")
+        out.append(_table(header, [row(gid) for gid in best]))
+        out.append(f"\nAll {len(g)} groups: [`groups/groups.csv`](groups/groups.csv).")
+    out.append("\n![every group's accuracy, sorted, and their distribution](groups/groups.png)\n")
+    out.append("![accuracy per group and digit](groups/group_digit_accuracy.png)\n")
+    return out
+
+
+def _group_key(gid: str) -> tuple[int, str]:
+    return (int(gid), "") if gid.isdigit() else (-1, gid)
+
+
+def render_report(r: ReportInputs, params: Params) -> str:
     """The whole report as a Markdown string (deterministic for the same inputs)."""
-    g = groups["groups"]
-    sizes = [b["n"] for b in g.values()]
-    out: list[str] = []
-    out.append("# MNIST → real handwriting: pipeline report\n")
+    g = r.groups["groups"]
+    env = r.environment
+    same_collection = reference.is_reference_collection(_handed_in(g, r.rejected))
+    out: list[str] = ["# MNIST → real handwriting: pipeline report\n"]
     out.append(
         "Regenerated by `dvc repro` (stage `report`) from the metrics files under `reports/`. "
         f"Model: **{params.model}**, class digits from `{params.class_digits.dir}` "
         f"(preprocessing `{params.class_digits.preprocess}`, filter "
-        f"{'on' if params.filter.enabled else 'off'}). Intervals are 95% Wilson score "
-        f"intervals: with {min(sizes)}–{max(sizes)} digits per group, a group's accuracy is "
-        "uncertain by several points, so read differences between groups against them.\n"
+        f"{'on' if params.filter.enabled else 'off'}). Trained on "
+        f"{env.get('processor', 'an unrecorded machine')} ({env.get('isa', '?')}, "
+        f"{env.get('threads', '?')} threads) in {env.get('precision', '?')}, torch "
+        f"{env.get('torch', '?')}. Intervals are 95% Wilson score intervals.\n"
     )
-
-    out.append("## Headline\n")
-    wf = klass.get("without_flagged", {})
+    out += _cross_dataset(r, params, same_collection)
     out.append(
-        _table(
-            ["set", "accuracy", "95% interval", "loss", "n"],
-            [
-                [
-                    "MNIST test",
-                    _pct(mnist["accuracy"]),
-                    _ci(mnist),
-                    _num(mnist["loss"]),
-                    str(mnist["n"]),
-                ],
-                [
-                    "class digits (usable)",
-                    _pct(klass["accuracy"]),
-                    _ci(klass),
-                    _num(klass["loss"]),
-                    str(klass["n"]),
-                ],
-                [
-                    "class digits without MNIST look-alikes",
-                    _pct(wf.get("accuracy")),
-                    _ci(wf),
-                    _num(wf.get("loss")),
-                    str(wf.get("n", 0)),
-                ],
-            ],
-        )
-    )
-    out.append(
-        f"\nTraining kept epoch {train.get('best_epoch')} of {train.get('epochs_run')} "
-        f"(best validation loss {_num(train.get('best_val_loss'))}, accuracy "
-        f"{_pct(train.get('best_val_acc'))}). "
-        f"{len(rejected)} entries of the class folder were not used (see "
+        f"Training kept epoch {r.train.get('best_epoch')} of {r.train.get('epochs_run')} "
+        f"(best validation loss {_num(r.train.get('best_val_loss'))}, accuracy "
+        f"{_pct(r.train.get('best_val_acc'))}). "
+        f"{len(r.rejected)} entries of the class folder were not used (see "
         "[`class/rejected.csv`](class/rejected.csv)).\n"
     )
+    out += _seed_records(r.seeds, list(r.external))
 
     out.append("## Reference report vs this run\n")
     rows = [
         [
             "MNIST test accuracy",
             _pct(reference.MNIST["stage5"]["accuracy"]) + " (~)",
-            _pct(mnist["accuracy"]),
+            _pct(r.mnist["accuracy"]),
         ],
         [
             "MNIST test loss",
             _num(reference.MNIST["stage5"]["loss"], 2) + " (~)",
-            _num(mnist["loss"]),
+            _num(r.mnist["loss"]),
         ],
         [
             "class digits accuracy",
             _pct(reference.CLASS["stage5"]["accuracy"]),
-            _pct(klass["accuracy"]),
+            _pct(r.klass["accuracy"]),
         ],
-        ["class digits loss", _num(reference.CLASS["stage5"]["loss"]), _num(klass["loss"])],
+        ["class digits loss", _num(reference.CLASS["stage5"]["loss"]), _num(r.klass["loss"])],
     ]
-    same_collection = reference.is_reference_collection(_handed_in(g, rejected))
     if same_collection:
         ref_groups = reference.GROUPS["stage5"]
-        for gid in sorted(set(g), key=int):
+        for gid in sorted(g, key=int):
             ref, ours = ref_groups[gid], g[gid]
             rows.append(
                 [
@@ -163,18 +318,12 @@ def render_report(
     )
 
     out.append("## MNIST test set\n")
-    out.append(
-        _table(
-            ["accuracy", "95% interval", "loss", "n"],
-            [[_pct(mnist["accuracy"]), _ci(mnist), _num(mnist["loss"]), str(mnist["n"])]],
-        )
-    )
-    out.append("\nMean loss per true digit (reference Figure 7 in the second row):\n")
+    out.append("Mean loss per true digit (reference Figure 7 in the second row):\n")
     out.append(
         _table(
             [str(d) for d in range(10)],
             [
-                [_num(mnist["per_class_loss"][str(d)], 3) for d in range(10)],
+                [_num(r.mnist["per_class_loss"][str(d)], 3) for d in range(10)],
                 [f"{v:.2f}" for v in reference.MNIST_PER_CLASS_LOSS],
             ],
         )
@@ -182,78 +331,66 @@ def render_report(
     out.append("\n![MNIST confusion matrix](mnist/confusion.png)\n")
 
     out.append("## Class digits\n")
-    out.append(
-        _table(
-            ["accuracy", "95% interval", "loss", "n", "accuracy without look-alikes (n)"],
-            [
-                [
-                    _pct(klass["accuracy"]),
-                    _ci(klass),
-                    _num(klass["loss"]),
-                    str(klass["n"]),
-                    f"{_pct(wf.get('accuracy'))} ({wf.get('n', 0)})",
-                ]
-            ],
-        )
-    )
-    out.append("\nMean loss per true digit:\n")
+    out.append("Mean loss per true digit:\n")
     out.append(
         _table(
             [str(d) for d in range(10)],
-            [[_num(klass["per_class_loss"][str(d)], 3) for d in range(10)]],
+            [[_num(r.klass["per_class_loss"][str(d)], 3) for d in range(10)]],
         )
     )
     out.append("\n![class confusion matrix](class/confusion.png)\n")
     out.append("![misclassified class digits](class/misclassified.png)\n")
 
-    out.append("## Per group\n")
-    out.append(
-        _table(
-            ["group", "accuracy", "95% interval", "loss", "n", "without look-alikes (n)"],
-            [
-                [
-                    gid,
-                    _pct(b["accuracy"]),
-                    _ci(b),
-                    _num(b["loss"]),
-                    str(b["n"]),
-                    _pct(b["without_flagged"].get("accuracy"))
-                    + f" ({b['without_flagged'].get('n', 0)})",
-                ]
-                for gid, b in g.items()
-            ],
+    out += _groups_section(g, r.groups.get("summary", {}))
+
+    if r.external:
+        out.append("## Independent sets\n")
+        out.append(
+            "Read with the class digits' recipe and evaluated only (training never sees them). "
+            "Mean loss per true digit:\n"
         )
-    )
-    out.append("\n![per-group accuracy and loss](groups/groups.png)\n")
-    out.append("![accuracy per group and digit](groups/group_digit_accuracy.png)\n")
+        out.append(
+            _table(
+                ["set", *[str(d) for d in range(10)]],
+                [
+                    [SETS[name].title] + [_num(m["per_class_loss"][str(d)], 3) for d in range(10)]
+                    for name, m in r.external.items()
+                ],
+            )
+        )
+        out.append("")
+        for name in r.external:
+            out.append(f"![{SETS[name].title} confusion matrix](external/{name}/confusion.png)\n")
 
     out.append("## Leakage check\n")
-    by_reason = leakage.get("flagged_by_reason", {})
+    by_reason = r.leakage.get("flagged_by_reason", {})
+    by_group = r.leakage.get("flagged_by_group", {})
+    flagged_groups = {k: v for k, v in by_group.items() if v}
     out.append(
-        f"{leakage.get('flagged', 0)} of {leakage.get('n', 0)} class digits are flagged as "
+        f"{r.leakage.get('flagged', 0)} of {r.leakage.get('n', 0)} class digits are flagged as "
         "probable copies of an MNIST training image. After the same preprocessing of both "
         "sides, a digit is flagged when its RMS distance to the nearest training image is "
-        f"below {leakage.get('threshold')} (an almost unchanged copy) or when the ratio of "
+        f"below {r.leakage.get('threshold')} (an almost unchanged copy) or when the ratio of "
         "that distance to the distance of the second-nearest training image is below "
-        f"{leakage.get('ratio_threshold')} (a degraded copy, e.g. binarised, is still far "
+        f"{r.leakage.get('ratio_threshold')} (a degraded copy, e.g. binarised, is still far "
         "closer to its original than to any other image). Both thresholds were calibrated "
         "on genuine new handwriting, the MNIST test digits "
         "(`benchmarks/leakage_calibration.py`). "
-        f"Median nearest distance {_num(leakage.get('median_distance'))}, median ratio "
-        f"{_num(leakage.get('median_ratio'), 3)}. Flagged by reason: "
+        f"Median nearest distance {_num(r.leakage.get('median_distance'))}, median ratio "
+        f"{_num(r.leakage.get('median_ratio'), 3)}. Flagged by reason: "
         + (", ".join(f"{k}: {v}" for k, v in by_reason.items()) or "none")
-        + "; per group: "
-        + (", ".join(f"{k}: {v}" for k, v in leakage.get("flagged_by_group", {}).items()) or "none")
+        + "; groups with flagged digits: "
+        + (", ".join(f"{k}: {v}" for k, v in flagged_groups.items()) or "none")
         + ". See [`leakage/leakage.csv`](leakage/leakage.csv).\n"
     )
     out.append("![flagged pairs](leakage/flagged_pairs.png)\n")
 
-    if rejected:
+    if r.rejected:
         out.append("## Rejected entries\n")
-        shown = rejected[:50]
-        out.append(_table(["file", "reason"], [[f"`{f}`", r] for f, r in shown]))
-        if len(rejected) > len(shown):
-            out.append(f"\n… and {len(rejected) - len(shown)} more in `class/rejected.csv`.")
+        shown = list(r.rejected[:50])
+        out.append(_table(["file", "reason"], [[f"`{f}`", why] for f, why in shown]))
+        if len(r.rejected) > len(shown):
+            out.append(f"\n… and {len(r.rejected) - len(shown)} more in `class/rejected.csv`.")
         out.append("")
 
     out.append("## Training curves\n")
@@ -263,6 +400,6 @@ def render_report(
     )
     out.append("## Parameters used\n")
     out.append(
-        "```yaml\n" + yaml.safe_dump(_in_file_order(params), sort_keys=False).rstrip() + "\n```\n"
+        "```yaml\n" + yaml.safe_dump(as_file_dict(params), sort_keys=False).rstrip() + "\n```\n"
     )
     return "\n".join(out)

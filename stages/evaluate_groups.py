@@ -1,10 +1,13 @@
 """Stage `evaluate_groups`: the trained model on each group of writers of the class digits.
 
 Reads  models/model.pt, data/class/digits.npz, reports/leakage/leakage.csv.
-Writes reports/groups/metrics.json ({"groups": {"<id>": {accuracy, ci_low, ci_high, loss, n,
-without_flagged}}}), reports/groups/groups.csv (one row per group, for DVC's bar plot),
-reports/groups/groups.png (accuracy with 95% Wilson error bars, and loss) and
-reports/groups/group_digit_accuracy.png (group x digit heatmap).
+Writes reports/groups/metrics.json ({"summary": {groups, median_accuracy, min_accuracy,
+max_accuracy, below_90}, "groups": {"<id>": {accuracy, ci_low, ci_high, loss, n,
+without_flagged}}}), reports/groups/groups.csv (one row per group, for DVC's bar plot and
+for reading when there are many), reports/groups/groups.png (every group's accuracy with its
+95% Wilson interval, sorted from the worst, and their distribution) and
+reports/groups/group_digit_accuracy.png (group x digit heatmap: every group when there are
+few, else the worst ones).
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import sys
 from mnistgap import atomic, plots
 from mnistgap.cli import class_eval_parser, run_stage
 from mnistgap.evaluation import evaluate_class_digits
+from mnistgap.groups import group_spread, rank_groups
 from mnistgap.metrics import group_digit_accuracy, group_summaries
 from mnistgap.params import load_params
 
@@ -50,21 +54,33 @@ def main(argv: list[str] | None = None) -> None:
             for g, b in groups.items()
         ],
     )
-    plots.group_bar_figure(args.out / "groups.png", groups, "class digits per group")
+    plots.group_accuracy_figure(args.out / "groups.png", groups, "class digits per group")
     ids, matrix = group_digit_accuracy(ev, cs.groups)
-    plots.heatmap_figure(
-        args.out / "group_digit_accuracy.png", matrix, ids, "accuracy per group and digit"
+    ranked = rank_groups(groups)
+    shown = ranked if len(ranked) <= plots.LABEL_ALL_GROUPS else ranked[: plots.WORST_SHOWN]
+    rows = [ids.index(g) for g in shown]
+    title = "accuracy per group and digit" + (
+        "" if len(shown) == len(ranked) else f": the {len(shown)} worst of {len(ranked)} groups"
     )
-    atomic.write_json(args.out / "metrics.json", {"groups": groups})  # last: marks completion
-    for gid, b in groups.items():
-        log.info(
-            "group %s: accuracy %.4f [%.4f, %.4f], loss %.4f (n=%d)",
-            gid,
-            b["accuracy"],
-            b["ci_low"],
-            b["ci_high"],
-            b["loss"],
-            b["n"],
+    plots.heatmap_figure(
+        args.out / "group_digit_accuracy.png", matrix[rows], [f"{g}" for g in shown], title
+    )
+    metrics = {"summary": group_spread(groups), "groups": groups}
+    atomic.write_json(args.out / "metrics.json", metrics)  # last: marks completion
+    spread = metrics["summary"]
+    log.info(
+        "%d groups: median accuracy %.4f (%.4f-%.4f), %d below 90%%; worst: %s",
+        spread["groups"],
+        spread["median_accuracy"],
+        spread["min_accuracy"],
+        spread["max_accuracy"],
+        spread["below_90"],
+        ", ".join(f"{g} {groups[g]['accuracy']:.3f} (n={groups[g]['n']})" for g in ranked[:5]),
+    )
+    for gid in ranked:
+        b = groups[gid]
+        log.debug(
+            "group %s: accuracy %.4f, loss %.4f (n=%d)", gid, b["accuracy"], b["loss"], b["n"]
         )
 
 

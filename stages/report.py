@@ -1,7 +1,9 @@
 """Stage `report`: write reports/report.md from every metrics file and the params used.
 
-Reads  reports/mnist/metrics.json, reports/class/metrics.json, reports/groups/metrics.json,
-reports/train/metrics.json, reports/leakage/metrics.json, reports/class/rejected.csv, params.yaml.
+Reads  reports/{mnist,class,groups,train,leakage}/metrics.json, reports/class/rejected.csv,
+reports/train/environment.json, reports/external/<set>/metrics.json for every set in params'
+`external`, the seed-spread records reports/seeds/*.json (written by scripts/seed_spread.py)
+and params.yaml.
 Writes reports/report.md.
 """
 
@@ -17,7 +19,7 @@ from pathlib import Path
 from mnistgap import atomic
 from mnistgap.cli import run_stage
 from mnistgap.params import Params, load_params
-from mnistgap.report import render_report
+from mnistgap.report import ReportInputs, render_report
 
 log = logging.getLogger("stages.report")
 
@@ -32,6 +34,7 @@ def _json(path: Path) -> dict:
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--reports", type=Path, default=Path("reports"))
+    ap.add_argument("--seeds", type=Path, default=Path("reports/seeds"))
     ap.add_argument("--params", type=Path, default=Path("params.yaml"))
     ap.add_argument("--out", type=Path, default=Path("reports/report.md"))
     args = ap.parse_args(argv)
@@ -39,16 +42,18 @@ def main(argv: list[str] | None = None) -> None:
     r = args.reports
     with (r / "class" / "rejected.csv").open(encoding="utf-8", newline="") as fh:
         rejected = [(row["file"], row["reason"]) for row in csv.DictReader(fh)]
-    text = render_report(
+    inputs = ReportInputs(
         mnist=_json(r / "mnist" / "metrics.json"),
         klass=_json(r / "class" / "metrics.json"),
         groups=_json(r / "groups" / "metrics.json"),
         train=_json(r / "train" / "metrics.json"),
         leakage=_json(r / "leakage" / "metrics.json"),
         rejected=rejected,
-        params=params,
+        environment=_json(r / "train" / "environment.json"),
+        external={name: _json(r / "external" / name / "metrics.json") for name in params.external},
+        seeds=[_json(p) for p in sorted(args.seeds.glob("*.json"))],
     )
-    atomic.write_text(args.out, text)
+    atomic.write_text(args.out, render_report(inputs, params))
     log.info("wrote %s", args.out)
 
 

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
+from mnistgap import class_folder
 from mnistgap.class_folder import NAME_RE, ClassFolderError, DigitName, load_folder, parse_name
 from mnistgap.params import Filter
 from mnistgap.png import MAX_PIXELS, open_png, to_gray
@@ -443,3 +444,23 @@ def test_missing_and_unusable_folders(tmp_path: Path) -> None:
     assert [n for n, _ in info.value.rejected] == ["1-1-1.png", "2-1-1.png", "notes.txt"]
     with pytest.raises(ValueError, match="preprocess"):
         load_folder(bad, "fancy", Filter())  # type: ignore[arg-type]
+
+
+def test_a_large_folder_read_by_several_processes_is_the_same(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The parallel read gives the same digits, rejections and order, byte for byte."""
+    good = _good_png_bytes()
+    for g in range(1, 4):
+        for m in range(1, 6):
+            (tmp_path / f"{(g + m) % 10}-{g}-{m}.png").write_bytes(good)
+    (tmp_path / "2-01-1.png").write_bytes(good)  # the same digit as 2-1-1.png, another chunk
+    (tmp_path / "5-9-9.png").write_bytes(b"")
+    (tmp_path / "notes.txt").write_text("x")
+    monkeypatch.setattr(class_folder, "PARALLEL_FROM", 4)
+    one, rejected_one = load_folder(tmp_path, "mnist", Filter(), workers=1)
+    two, rejected_two = load_folder(tmp_path, "mnist", Filter(), workers=2)
+    assert rejected_one == rejected_two and len(rejected_one) == 3
+    for field in ("images", "labels", "groups", "members", "files"):
+        a, b = getattr(one, field), getattr(two, field)
+        assert a.dtype == b.dtype and np.array_equal(a, b), field

@@ -1,12 +1,14 @@
-"""Tests for mnistgap.plots: the misclassified-digit gallery drawn as one mosaic."""
+"""Tests for mnistgap.plots: the gallery mosaic, and group figures at 5 and at 500 groups."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import matplotlib.pyplot as plt
 import numpy as np
 from PIL import Image
 
+from mnistgap import plots
 from mnistgap.plots import gallery_figure
 
 
@@ -39,3 +41,44 @@ def test_gallery_caps_images_and_handles_none(tmp_path: Path) -> None:
     empty = tmp_path / "none.png"
     gallery_figure(empty, np.zeros((0, 28, 28), np.uint8), [], "nothing misclassified")
     assert (_read(empty) == 0).sum() < 300  # no image cell was drawn, only text
+
+
+def _groups(n: int) -> dict[str, dict[str, float]]:
+    rng = np.random.default_rng(n)
+    acc = rng.uniform(0.6, 1.0, n)
+    return {
+        str(g): {"accuracy": a, "ci_low": a - 0.08, "ci_high": min(1.0, a + 0.05), "n": 40}
+        for g, a in enumerate(acc, 1)
+    }
+
+
+def test_group_figure_names_every_group_when_there_are_few() -> None:
+    groups = _groups(5)
+    fig = plots.group_accuracy(groups, "t")
+    try:
+        ranked_axis, histogram = fig.axes
+        labels = [t.get_text() for t in ranked_axis.get_yticklabels()]
+        worst = min(groups, key=lambda g: groups[g]["accuracy"])
+        assert len(labels) == 5 and labels[0] == f"{worst} (n=40)"  # the worst on top
+        assert sum(p.get_height() for p in histogram.patches) == 5  # every group counted
+    finally:
+        plt.close(fig)
+
+
+def test_group_figure_reads_at_500_groups(tmp_path: Path) -> None:
+    """500 groups: every one drawn, the 30 worst named, and a page-sized PNG (not one that
+    grows with the groups, like the old 11,388-pixel-wide bar chart at 130 groups)."""
+    groups = _groups(500)
+    fig = plots.group_accuracy(groups, "t")
+    try:
+        ranked_axis, histogram = fig.axes
+        assert len(ranked_axis.get_yticklabels()) == plots.WORST_SHOWN
+        assert len(ranked_axis.lines[0].get_xdata()) == 500  # every group is a point
+        assert sum(p.get_height() for p in histogram.patches) == 500
+    finally:
+        plt.close(fig)
+    plots.group_accuracy_figure(tmp_path / "g.png", groups, "t")
+    with Image.open(tmp_path / "g.png") as im:
+        grey = np.asarray(im.convert("L"))
+    assert grey.shape[1] <= 1400 and grey.shape[0] <= 1400
+    assert 0.01 < float((grey < 200).mean()) < 0.5  # ink, on a light page

@@ -8,6 +8,7 @@ one stage's outputs. Error paths run through ``run_stage`` like ``python -m stag
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import re
 from collections.abc import Callable
@@ -22,13 +23,15 @@ import yaml
 from PIL import Image
 
 import stages.evaluate_class
+import stages.evaluate_external
 import stages.evaluate_groups
 import stages.evaluate_mnist
 import stages.prepare_class
+import stages.prepare_external
 import stages.prepare_mnist
 import stages.report
 import stages.train
-from mnistgap import reference
+from mnistgap import external, reference
 from mnistgap.cli import run_stage
 from mnistgap.data import load_class, load_split
 from mnistgap.leakage import CSV_HEADER
@@ -96,6 +99,7 @@ def pipeline(
     make_tiny_mnist: Callable[[Path], Any],
     make_class_dir: Callable[[Path], list[str]],
     make_params_at: Callable[..., Path],
+    make_usps: Callable[..., Path],
 ) -> Pipeline:
     root = tmp_path_factory.mktemp("pipeline")
     class_dir = root / "class_digits"
@@ -115,9 +119,15 @@ def pipeline(
         calls.append({"raw_dir": raw_dir, **kwargs})
         return "existing"
 
+    usps = make_usps(root / "data" / "external" / "usps" / "zip.test.gz", np.arange(40) % 10)
+    esl = dataclasses.replace(external.USPS.files[0], md5=external.md5sum(usps))
+    tiny_usps = dataclasses.replace(external.USPS, files=(esl,), size=40)
+
     r = str(root)
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(stages.prepare_mnist, "acquire_raw", fake_acquire)
+        mp.setitem(external.SETS, "usps", tiny_usps)
+        mp.setenv("XDG_CACHE_HOME", f"{r}/cache")
         mp.chdir(root)  # dvclive may look around the working directory: keep it in tmp
         P = ["--params", str(params)]  # noqa: N806
         stages.prepare_mnist.main(
@@ -172,7 +182,42 @@ def pipeline(
                     *P,
                 ]
             )
-        stages.report.main(["--reports", f"{r}/reports", "--out", f"{r}/reports/report.md", *P])
+        stages.prepare_external.main(
+            [
+                "--set",
+                "usps",
+                "--raw",
+                f"{r}/data/external/usps",
+                "--out",
+                f"{r}/data/external/usps.npz",
+                "--offline",
+                *P,
+            ]
+        )
+        stages.evaluate_external.main(
+            [
+                "--set",
+                "usps",
+                "--model",
+                f"{r}/models/model.pt",
+                "--data",
+                f"{r}/data/external/usps.npz",
+                "--out",
+                f"{r}/reports/external/usps",
+                *P,
+            ]
+        )
+        stages.report.main(
+            [
+                "--reports",
+                f"{r}/reports",
+                "--seeds",
+                f"{r}/reports/seeds",
+                "--out",
+                f"{r}/reports/report.md",
+                *P,
+            ]
+        )
     return Pipeline(root, params, mnist, class_files, calls)
 
 
@@ -356,21 +401,35 @@ def test_report_contents(pipeline: Pipeline) -> None:
     text = pipeline.path("reports/report.md").read_text(encoding="utf-8")
     mnist = pipeline.json("reports/mnist/metrics.json")
     klass = pipeline.json("reports/class/metrics.json")
+    usps = pipeline.json("reports/external/usps/metrics.json")
     train = pipeline.json("reports/train/metrics.json")
+    env = pipeline.json("reports/train/environment.json")
     assert text.startswith("# MNIST → real handwriting: pipeline report")
-    assert "## Headline" in text and "| set | accuracy | 95% interval | loss | n |" in text
-    assert f"| MNIST test | {100 * mnist['accuracy']:.2f}% |" in text
-    assert f"| class digits (usable) | {100 * klass['accuracy']:.2f}% |" in text
-    assert f"| {klass['without_flagged']['n']} |" in text
+    assert f"in {env['precision']}, torch {env['torch']}" in text
+    # One table of every evaluation set, the independent one with its published points.
+    table = text.split("## Every evaluation set", 1)[1].split("\n## ", 1)[0]
+    assert "| MNIST test | 10,000 |" not in table  # the tiny MNIST has 100 test digits
+    assert f"| MNIST test | {mnist['n']} | " in table
+    assert f"{100 * mnist['accuracy']:.2f}% [" in table
+    assert f"| class folder `{pipeline.root / 'class_digits'}` | {klass['n']} | 3 groups |" in table
+    assert f"| USPS test | {usps['n']} | not published (US Postal Service envelopes) |" in table
+    assert f"{100 * usps['accuracy']:.2f}% [" in table and "75.2% ± 1.6" in table
+    assert usps["n"] == 40 and set(usps) >= {"accuracy", "ci_low", "ci_high", "loss", "n"}
+    assert "No seed spread is recorded for this configuration" in table
     assert "## Reference report vs this run" in text
     assert "| MNIST test accuracy | 98.00% (~) |" in text
     # Three groups of ten digits are not the reference's collection: overall figures only.
     assert "accuracy (n) |" not in text
     assert "are not the reference's collection" in text
+    # Few groups: every one is listed.
+    groups = text.split("## Per group", 1)[1].split("\n## ", 1)[0]
+    assert all(f"\n| {g} | " in groups for g in ("1", "2", "3"))
+    assert "3 groups of 10 digits; median group accuracy" in groups
+    assert "![USPS test confusion matrix](external/usps/confusion.png)" in text
     assert f"Training kept epoch {train['best_epoch']} of 2" in text
     leakage = text.split("## Leakage check", 1)[1].split("\n## ", 1)[0]
     assert "1 of 30 class digits" in leakage and "0.1" in leakage  # flagged, threshold
-    assert "1: 1" in leakage  # flagged per group
+    assert "groups with flagged digits: 1: 1" in leakage
     assert f"{len(BAD_ENTRIES)} entries of the class folder were not used" in text
     for name in BAD_ENTRIES:
         assert f"| `{name}` |" in text

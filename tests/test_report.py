@@ -1,0 +1,84 @@
+"""The report at any number of groups, and with or without a seed-spread record."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mnistgap.params import Params, as_file_dict
+from mnistgap.report import ReportInputs, render_report, spread_of
+
+
+def _block(acc: float, n: int = 40) -> dict[str, Any]:
+    return {
+        "accuracy": acc,
+        "ci_low": max(0.0, acc - 0.1),
+        "ci_high": min(1.0, acc + 0.05),
+        "loss": 1 - acc,
+        "n": n,
+        "per_class_loss": {str(d): 0.1 for d in range(10)},
+        "without_flagged": {"accuracy": acc, "n": n},
+    }
+
+
+def _inputs(n_groups: int, seeds: list[dict[str, Any]] | None = None) -> ReportInputs:
+    groups = {str(g): _block(0.5 + 0.49 * g / n_groups) for g in range(1, n_groups + 1)}
+    summary = {"median_accuracy": 0.75, "min_accuracy": 0.5, "max_accuracy": 0.99, "below_90": 3}
+    return ReportInputs(
+        mnist=_block(0.988, 10000),
+        klass=_block(0.9, 40 * n_groups),
+        groups={"summary": summary, "groups": groups},
+        train={"best_epoch": 20, "epochs_run": 20},
+        leakage={"flagged": 0, "n": 40 * n_groups},
+        rejected=[],
+        environment={"processor": "AMD EPYC", "isa": "AVX2", "precision": "fp32", "threads": 2},
+        external={"usps": _block(0.965, 2007)},
+        seeds=seeds or [],
+    )
+
+
+def test_few_groups_are_all_listed() -> None:
+    text = render_report(_inputs(12), Params())
+    section = text.split("## Per group", 1)[1].split("\n## ", 1)[0]
+    assert all(f"\n| {g} | " in section for g in range(1, 13))
+    assert "groups.csv" not in section
+
+
+def test_many_groups_list_the_worst_and_the_best_and_link_the_csv() -> None:
+    text = render_report(_inputs(400), Params())
+    section = text.split("## Per group", 1)[1].split("\n## ", 1)[0]
+    rows = [line for line in section.splitlines() if line.startswith("| ") and "---" not in line]
+    listed = [r.split(" | ")[0].strip("| ") for r in rows if not r.startswith("| group")]
+    assert listed[:10] == [str(g) for g in range(1, 11)]  # the worst first
+    assert listed[10:] == ["400", "399", "398", "397", "396"]  # then the best
+    assert "All 400 groups: [`groups/groups.csv`](groups/groups.csv)" in section
+    assert len(text) < 20_000  # stays readable, whatever the number of groups
+
+
+def test_the_seed_spread_of_the_same_configuration_is_shown() -> None:
+    params = Params()
+    record = {
+        "name": "default",
+        "set": {},
+        "params": as_file_dict(params.model_copy(update={"seed": 1})),
+        "environment": {"processor": "AMD EPYC", "isa": "AVX2", "precision": "fp32"},
+        "runs": [
+            {"seed": s, "mnist": m, "class": c, "usps": u}
+            for s, m, c, u in [
+                (1, 0.987, 0.91, 0.968),
+                (2, 0.985, 0.886, 0.964),
+                (3, 0.99, 0.88, 0.96),
+            ]
+        ],
+    }
+    other = {**record, "name": "mlp", "set": {"model": "mlp"}}
+    other["params"] = as_file_dict(params.model_copy(update={"model": "mlp"}))
+    assert spread_of([other, record], params) is record
+    assert spread_of([other], params) is None
+    text = render_report(_inputs(5, seeds=[other, record]), params)
+    table = text.split("## Every evaluation set", 1)[1].split("\n## ", 1)[0]
+    assert "| 98.73% (98.50%–99.00%, 3 seeds) |" in table
+    assert "| 89.20% (88.00%–91.00%, 3 seeds) |" in table
+    assert "| 96.40% (96.00%–96.80%, 3 seeds) |" in table
+    assert "seeds 1, 2, 3 (`default` in `reports/seeds/`" in table
+    spread = text.split("## Seed spread of every measured configuration", 1)[1]
+    assert "| `mlp` | `model=mlp` |" in spread and "| `default` | defaults |" in spread
