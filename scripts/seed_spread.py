@@ -1,0 +1,112 @@
+"""Measure the seed spread of a configuration: one `dvc exp run --temp` per seed, one record.
+
+    python scripts/seed_spread.py NAME [--seeds 1 2 3] [-S key=value ...]
+    python scripts/seed_spread.py default
+    python scripts/seed_spread.py cnn -S model=cnn
+    python scripts/seed_spread.py dev -S class_digits.dir=$(realpath ../shared/class_digits_dev)
+
+Runs the whole pipeline once per seed as a DVC experiment in a temporary folder
+(`dvc exp run --temp -n NAME-seedN -S seed=N -S ...`: the workspace stays as it is, each run
+is kept as an experiment that `dvc exp show` lists), then reads each experiment's metrics and
+writes reports/seeds/NAME.json: the params the runs shared, the machine they ran on, and per
+seed the accuracy on MNIST test, the class folder (with and without MNIST look-alikes) and
+every independent set. The report stage reads every record there: it shows the spread beside
+the run whose configuration a record measured. A relative class_digits.dir is read inside the
+temporary copy of the repository, so give other folders as absolute paths.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from mnistgap import atomic  # noqa: E402
+from mnistgap.params import Params, as_file_dict, validate  # noqa: E402
+
+
+def _git(*args: str) -> str:
+    return subprocess.run(
+        ["git", *args], cwd=REPO, check=True, capture_output=True, text=True
+    ).stdout
+
+
+def _exp_ref(name: str) -> str:
+    """The git ref DVC keeps the experiment ``name`` under (refs/exps/.../name)."""
+    refs = [r for r in _git("for-each-ref", "--format=%(refname)", "refs/exps").split() if r]
+    matches = [r for r in refs if r.rsplit("/", 1)[-1] == name]
+    if len(matches) != 1:
+        sys.exit(f"seed_spread: expected one experiment named {name}, found {len(matches)}")
+    return matches[0]
+
+
+def _read(ref: str, path: str) -> dict:
+    return json.loads(_git("show", f"{ref}:{path}"))
+
+
+def run_seed(name: str, seed: int, sets: list[str]) -> dict:
+    """One experiment: the pipeline with this seed; returns its headline numbers."""
+    exp = f"{name}-seed{seed}"
+    subprocess.run(["dvc", "exp", "remove", exp], cwd=REPO, capture_output=True, check=False)
+    cmd = ["dvc", "exp", "run", "--temp", "-n", exp, "-S", f"seed={seed}"]
+    for s in sets:
+        cmd += ["-S", s]
+    print("$ " + " ".join(cmd), flush=True)
+    subprocess.run(cmd, cwd=REPO, check=True)
+    ref = _exp_ref(exp)
+    params = validate(yaml.safe_load(_git("show", f"{ref}:params.yaml")))
+    klass = _read(ref, "reports/class/metrics.json")
+    run = {
+        "seed": seed,
+        "experiment": exp,
+        "mnist": _read(ref, "reports/mnist/metrics.json")["accuracy"],
+        "class": klass["accuracy"],
+        "class_without_flagged": klass.get("without_flagged", {}).get("accuracy"),
+    }
+    for ext in params.external:
+        run[ext] = _read(ref, f"reports/external/{ext}/metrics.json")["accuracy"]
+    return {
+        "run": run,
+        "params": params,
+        "environment": _read(ref, "reports/train/environment.json"),
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("name", help="the record's name: reports/seeds/NAME.json")
+    ap.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
+    ap.add_argument("-S", "--set-param", action="append", default=[], dest="sets")
+    ap.add_argument("--out", type=Path, default=REPO / "reports" / "seeds")
+    args = ap.parse_args()
+    if len(args.seeds) < 3:
+        sys.exit("seed_spread: a spread needs at least 3 seeds")
+
+    results = [run_seed(args.name, seed, args.sets) for seed in args.seeds]
+    envs = {json.dumps(r["environment"], sort_keys=True) for r in results}
+    if len(envs) != 1:
+        sys.exit("seed_spread: the runs disagree about the machine; run them on one machine")
+    params: Params = results[0]["params"]
+    record = {
+        "name": args.name,
+        "set": dict(s.split("=", 1) for s in args.sets),
+        # The params the runs shared (the first run's; only the seed differs between them).
+        "params": as_file_dict(params),
+        "environment": results[0]["environment"],
+        "runs": [r["run"] for r in results],
+    }
+    atomic.write_json(args.out / f"{args.name}.json", record)
+    print(f"wrote {args.out / f'{args.name}.json'}")
+    for r in record["runs"]:
+        print("  " + ", ".join(f"{k} {v}" for k, v in r.items()))
+
+
+if __name__ == "__main__":
+    main()
