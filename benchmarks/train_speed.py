@@ -1,18 +1,21 @@
 """Training speed: the reference report's per-image pipeline vs this project's training loop.
 
-    python benchmarks/train_speed.py [--epochs 3] [--rounds 2] [--data data/mnist] [--raw ...]
+    python benchmarks/train_speed.py [--model mlp|cnn] [--epochs 3] [--rounds 2] [--data ...]
 
 Runs, on the same MNIST data and the same 2 cores, N epochs of
   (a) the reference pipeline: torchvision's MNIST dataset with RandomAffine(5, (0.1, 0.1),
       (0.8, 1.2), 5), ToTensor and Normalize((0.5,), (0.5,)), random_split 85/15 with seed 42,
-      a DataLoader with num_workers=0 and batch 128, the same MLP, Adam(lr=1e-3), and a
+      a DataLoader with num_workers=0 and batch 128, the study's MLP, Adam(lr=1e-3), and a
       validation pass per epoch (as in the report's notebook);
-  (b) this project's `train_model` with the params.yaml defaults for those N epochs
-      (batched per-image augmentation, fused Adam, same MLP and batch size, validation per epoch).
-Each runs in its own child process so that its peak resident memory is its own, and the two
-alternate for --rounds rounds. Prints seconds per epoch (median over all rounds' epochs after
-each run's first), training images per second and peak RSS for both, and last
-`speedup: X.XX` (reference seconds per epoch / ours). Needs data/mnist from `dvc repro`.
+  (b) this project's `train_model` with the params.yaml defaults for those N epochs and the
+      model given by --model (batched per-image augmentation, fused Adam, batch 128,
+      validation per epoch); with --model cnn also our MLP, for the CNN/MLP epoch ratio.
+Each runs in its own child process so that its peak resident memory is its own, and they
+alternate for --rounds rounds (a shared machine's speed drifts over minutes). Prints seconds
+per epoch, train plus validation (median over all rounds' epochs after each run's first),
+training images per second and peak RSS, then `speedup: X.XX` (the reference's seconds per
+epoch / ours) and, with --model cnn, `cnn/mlp epoch ratio: X.XX` and `cnn vs reference MLP:
+X.XX`. Needs data/mnist from `dvc repro`.
 """
 
 from __future__ import annotations
@@ -75,7 +78,7 @@ def run_reference(raw: Path, epochs: int) -> dict:
     return {"epoch_seconds": times, "n_train": len(train_ds), "val_loss": val_loss / n_val}
 
 
-def run_ours(data: Path, epochs: int) -> dict:
+def run_ours(data: Path, epochs: int, model: str) -> dict:
     import numpy as np
     from defaults import train_defaults
 
@@ -83,7 +86,7 @@ def run_ours(data: Path, epochs: int) -> dict:
     from mnistgap.params import load_params
 
     p = load_params("params.yaml")
-    overrides = {"model": "mlp", "max_epochs": epochs, "patience": 0}
+    overrides = {"model": model, "max_epochs": epochs, "patience": 0}
     _, result = train_defaults(p, data, select_device("cpu"), **overrides)
     return {
         "epoch_seconds": [row["seconds"] for row in result.history],
@@ -93,15 +96,18 @@ def run_ours(data: Path, epochs: int) -> dict:
 
 
 def child(which: str, args: argparse.Namespace) -> None:
-    import torch
 
-    out = (
-        run_reference(args.raw, args.epochs)
-        if which == "reference"
-        else run_ours(args.data, args.epochs)
-    )
+    from mnistgap.device import environment, resolve_precision, select_device
+    from mnistgap.params import load_params
+
+    if which == "reference":
+        out = run_reference(args.raw, args.epochs)
+    else:
+        out = run_ours(args.data, args.epochs, which)
     out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    out["threads"] = torch.get_num_threads()
+    device = select_device("cpu")
+    precision = load_params("params.yaml", ("precision",))["precision"]
+    out["environment"] = environment(device, resolve_precision(precision, device))
     print("RESULT " + json.dumps(out))
 
 
@@ -117,11 +123,12 @@ def _child_run(which: str, args: argparse.Namespace) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", choices=["mlp", "cnn"], default="mlp")
     ap.add_argument("--epochs", type=int, default=3)
-    ap.add_argument("--rounds", type=int, default=2, help="reference/ours pairs, interleaved")
+    ap.add_argument("--rounds", type=int, default=2, help="rounds of runs, interleaved")
     ap.add_argument("--data", type=Path, default=Path("data/mnist"))
     ap.add_argument("--raw", type=Path, default=Path("data/mnist/raw"))
-    ap.add_argument("--child", choices=["reference", "ours"], help=argparse.SUPPRESS)
+    ap.add_argument("--child", choices=["reference", "mlp", "cnn"], help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
         child(args.child, args)
@@ -130,11 +137,17 @@ def main() -> None:
     # Interleave the pipelines (reference, ours, reference, ours, ...): the speed of a shared
     # machine drifts over minutes, and one long reference run followed by one short run of
     # ours would put the drift into the ratio.
-    runs: dict[str, list[dict]] = {"reference": [], "ours": []}
+    names = ["reference", "mlp"] + (["cnn"] if args.model == "cnn" else [])
+    runs: dict[str, list[dict]] = {name: [] for name in names}
     for _ in range(args.rounds):
         for which in runs:
             runs[which].append(_child_run(which, args))
 
+    env = runs["mlp"][0]["environment"]
+    print(
+        f"machine: {env['processor']} ({env['isa']}, native bf16: {env['native_bf16']}), "
+        f"{env['threads']} threads, our precision {env['precision']}, torch {env['torch']}"
+    )
     header = ("pipeline", "s/epoch", "images/s", "peak RSS MB", "epochs (s), per round")
     print("{:<10} {:>8} {:>9} {:>12}  {}".format(*header))
     per_epoch = {}
@@ -145,9 +158,13 @@ def main() -> None:
         per_epoch[which] = secs
         rss = max(r["peak_rss_mb"] for r in rs)
         epochs = " | ".join(", ".join(f"{s:.2f}" for s in r["epoch_seconds"]) for r in rs)
-        print(f"{which:<10} {secs:>8.2f} {rs[0]['n_train'] / secs:>9.0f} {rss:>12.0f}  {epochs}")
-    print(f"threads: {runs['ours'][0]['threads']}, epochs: {args.epochs}, rounds: {args.rounds}")
-    print(f"speedup: {per_epoch['reference'] / per_epoch['ours']:.2f}")
+        label = "reference" if which == "reference" else f"ours {which}"
+        print(f"{label:<10} {secs:>8.2f} {rs[0]['n_train'] / secs:>9.0f} {rss:>12.0f}  {epochs}")
+    print(f"epochs: {args.epochs}, rounds: {args.rounds} (seconds are train + validation)")
+    print(f"speedup: {per_epoch['reference'] / per_epoch[args.model]:.2f}")
+    if args.model == "cnn":
+        print(f"cnn/mlp epoch ratio: {per_epoch['cnn'] / per_epoch['mlp']:.2f}")
+        print(f"cnn vs reference MLP: {per_epoch['cnn'] / per_epoch['reference']:.2f}")
 
 
 if __name__ == "__main__":

@@ -75,10 +75,25 @@ class MLP(nn.Module):
         return self.net(x)
 
 
+class FlattenChannelsLast(nn.Module):
+    """Flatten (N, C, H, W) in its channels-last memory order (H, W, C): a view, no copy.
+
+    ``nn.Flatten`` flattens in (C, H, W) order, which for a channels-last tensor is a copy,
+    and sends back a gradient laid out (C, H, W) that ReLU's backward then meets beside its
+    channels-last output: PyTorch's slow mixed-layout path (3.5 ms instead of 0.1 ms per
+    step on two cores). Here the gradient keeps the activations' layout."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.permute(0, 2, 3, 1).flatten(1)
+
+
 class CNN(nn.Module):
-    """Small CNN: per block a 3x3 conv, BatchNorm, ReLU and 2x2 max-pool, then a 128-unit
-    hidden layer with dropout. BatchNorm lets it converge within the same 20 epochs; one
-    conv per block keeps an epoch affordable on two CPU cores (~8 MFLOP per image)."""
+    """Small all-convolutional net: per block a 3x3 conv with stride 2 (it halves the image,
+    instead of a max-pool after a full-size conv), BatchNorm and ReLU; then a 128-unit hidden
+    layer with dropout. BatchNorm lets it converge within 20 epochs. The stride-2 convs do a
+    quarter of the arithmetic of full-size convs and keep every activation 4x smaller, which
+    is what the CPU's time went to (BatchNorm, ReLU and pooling over 28x28 maps); weights and
+    activations are channels-last, the layout oneDNN's CPU convolutions run fastest in."""
 
     def __init__(self, channels: list[int], dropout: float) -> None:
         super().__init__()
@@ -86,25 +101,25 @@ class CNN(nn.Module):
         c_in, size = 1, SIZE
         for c_out in channels:
             layers += [
-                nn.Conv2d(c_in, c_out, 3, padding=1, bias=False),
+                nn.Conv2d(c_in, c_out, 3, stride=2, padding=1, bias=False),
                 nn.BatchNorm2d(c_out),
                 nn.ReLU(),
-                nn.MaxPool2d(2),
             ]
-            c_in, size = c_out, size // 2
+            c_in, size = c_out, (size + 1) // 2
         layers += [
-            nn.Flatten(),
+            FlattenChannelsLast(),
             nn.Linear(c_in * size * size, 128),
             nn.ReLU(),
             Dropout(dropout),
             nn.Linear(128, NUM_CLASSES),
         ]
         self.net = nn.Sequential(*layers)
+        self.to(memory_format=torch.channels_last)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() == 3:
             x = x.unsqueeze(1)
-        return self.net(x)
+        return self.net(x.contiguous(memory_format=torch.channels_last))
 
 
 def build_model(cfg: ModelParams) -> nn.Module:

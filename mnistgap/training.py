@@ -24,7 +24,7 @@ from torch import nn
 from tqdm import tqdm
 
 from mnistgap.augment import augment_batch
-from mnistgap.device import bf16_supported
+from mnistgap.device import environment, resolve_precision
 from mnistgap.fused_mlp import FusedMLPStep
 from mnistgap.metrics import predict_logits
 from mnistgap.models import MLP
@@ -77,6 +77,7 @@ class TrainResult:
     epochs_run: int = 0
     stopped_early: bool = False
     seconds: float = 0.0
+    environment: dict[str, object] = field(default_factory=dict)  # device.environment()
 
 
 def _lr_lambda(schedule: str, total_steps: int) -> Callable[[int], float]:
@@ -179,10 +180,8 @@ def _train(
     train_x, train_y = train_x.to(device), train_y.to(device)
     n = len(train_x)
 
-    use_bf16 = cfg.precision == "bf16" and bf16_supported(device)
-    if cfg.precision == "bf16" and not use_bf16:
-        log.warning("precision bf16 requested but not supported on %s; using fp32", device)
-    dtype = torch.bfloat16 if use_bf16 else torch.float32
+    dtype = resolve_precision(cfg.precision, device)
+    result = TrainResult(environment=environment(device, dtype))
     # The step is chosen once: the MLP's hand-written one (same arithmetic, ~2x faster per
     # step, see fused_mlp.py; it refuses any model it does not exactly cover), autograd for
     # any other model.
@@ -198,7 +197,6 @@ def _train(
     chunk = cfg.batch_size * max(1, AUGMENT_CHUNK // cfg.batch_size)
 
     stopper = EarlyStopping(cfg.patience)
-    result = TrainResult()
     t0 = time.perf_counter()
     for epoch in tqdm(range(1, cfg.max_epochs + 1), desc="epochs", disable=None, leave=False):
         model.train()

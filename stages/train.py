@@ -3,7 +3,8 @@
 Reads  data/mnist/train.npz, data/mnist/val.npz and the training params.
 Writes models/model.pt (self-describing checkpoint) and reports/train/ (dvclive: per-epoch
 train/validation loss and accuracy under plots/metrics/, summary metrics.json with
-best_epoch and epochs_run).
+best_epoch and epochs_run; environment.json: the processor, precision and library versions
+the numbers came from).
 
 Kill-safe: dvclive writes into a fresh hidden sibling of --live (``reports/.train.partial-<pid>``),
 which replaces --live only after the checkpoint is saved, so a killed run leaves the previous
@@ -138,6 +139,7 @@ def _train_and_log(
             model, train_x, train_y, val_x, val_y, train_cfg, augment, device, on_epoch
         )
         best = result.history[result.best_epoch - 1]
+        atomic.write_json(live_dir / "environment.json", result.environment)
         live.summary.update(
             {
                 "best_epoch": result.best_epoch,

@@ -12,6 +12,7 @@ wrap them on ``tmp_path``.
 
 from __future__ import annotations
 
+import gzip
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -48,6 +49,7 @@ CLASS_GROUPS = (1, 2, 3)
 
 # Settings that make training take a fraction of a second on tiny data.
 FAST: dict[str, Any] = {
+    "model": "mlp",  # the stage tests train the fast one; tests/test_training.py covers both
     "hidden": [128],
     "max_epochs": 2,
     "batch_size": 32,
@@ -232,3 +234,26 @@ def params_file(tmp_path: Path) -> Callable[..., Path]:
         return write_params(tmp_path / name, fast, **overrides)
 
     return make_params
+
+
+def write_usps_esl(path: Path, labels: np.ndarray, seed: int = 5) -> Path:
+    """A small USPS file in the ESL text format (zip.test.gz): the synthetic bars, shrunk to
+    16x16 and scaled to [-1, 1] (-1 the background), one digit a line."""
+    images = draw_digits(labels, seed=seed)
+    small = torch.nn.functional.interpolate(
+        torch.from_numpy(images).float()[:, None] / 255, size=(16, 16), mode="area"
+    )[:, 0].numpy()
+    lines = [
+        f"{int(y)} " + " ".join(f"{v:.3f}" for v in (img * 2 - 1).ravel())
+        for y, img in zip(labels, small, strict=True)
+    ]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with gzip.open(path, "wt", encoding="ascii") as fh:
+        fh.write("\n".join(lines) + "\n")
+    return path
+
+
+@pytest.fixture(scope="session")
+def make_usps() -> Callable[..., Path]:
+    """:func:`write_usps_esl`: ``make_usps(path, labels)``."""
+    return write_usps_esl

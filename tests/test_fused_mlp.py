@@ -172,7 +172,7 @@ def test_module_parameters_are_views_of_the_flat_buffer(tmp_path: Path) -> None:
     assert first.data_ptr() == step.flat.data_ptr()  # loaded in place, still the flat buffer
     # The checkpoint holds compact tensors and rebuilds the same network.
     path = tmp_path / "m.pt"
-    save_checkpoint(path, model, ModelParams(hidden=[48, 32, 16]))
+    save_checkpoint(path, model, ModelParams(model="mlp", hidden=[48, 32, 16]))
     loaded, _ = load_checkpoint(path)
     model.eval()
     torch.testing.assert_close(loaded(x), model(x))

@@ -35,7 +35,7 @@ def _batch(n: int = 5, seed: int = 0) -> torch.Tensor:
 
 def test_mlp_output_shape_from_both_input_layouts() -> None:
     torch.manual_seed(0)
-    model = build_model(ModelParams()).eval()
+    model = build_model(ModelParams(model="mlp")).eval()
     x = normalize(_batch())
     assert x.shape == (5, 1, 28, 28)
     out4 = model(x)
@@ -45,7 +45,7 @@ def test_mlp_output_shape_from_both_input_layouts() -> None:
 
 
 def test_default_mlp_has_the_reports_parameter_count() -> None:
-    model = build_model(ModelParams())
+    model = build_model(ModelParams(model="mlp"))
     assert isinstance(model, MLP)
     # 784*512 + 512 + 512*256 + 256 + 256*128 + 128 + 128*10 + 10, the report's Figure 1
     assert sum(p.numel() for p in model.parameters()) == 567_434
@@ -54,21 +54,21 @@ def test_default_mlp_has_the_reports_parameter_count() -> None:
 
 
 def test_mlp_dropout_layers() -> None:
-    model = build_model(ModelParams())
+    model = build_model(ModelParams(model="mlp"))
     drops = [m for m in model.modules() if isinstance(m, nn.Dropout)]
     assert len(drops) == 3 and all(d.p == 0.2 for d in drops)
     assert sum(isinstance(m, nn.ReLU) for m in model.modules()) == 3
 
 
 def test_mlp_custom_widths() -> None:
-    model = build_model(ModelParams(hidden=[16], dropout=0.5))
+    model = build_model(ModelParams(model="mlp", hidden=[16], dropout=0.5))
     assert sum(p.numel() for p in model.parameters()) == 784 * 16 + 16 + 16 * 10 + 10
     assert [m.p for m in model.modules() if isinstance(m, nn.Dropout)] == [0.5]
 
 
 def test_mlp_dropout_only_in_train_mode() -> None:
     torch.manual_seed(0)
-    model = build_model(ModelParams())
+    model = build_model(ModelParams(model="mlp"))
     x = normalize(_batch())
     model.eval()
     torch.testing.assert_close(model(x), model(x))
@@ -85,13 +85,22 @@ def test_cnn_output_shape() -> None:
     assert model(x.squeeze(1)).shape == (3, 10)  # (B, 28, 28) gets its channel axis
     convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
     assert [c.out_channels for c in convs] == [4, 8]  # one 3x3 conv per block
+    assert [c.stride for c in convs] == [(2, 2), (2, 2)]  # each halves the image
+    assert not any(isinstance(m, nn.MaxPool2d) for m in model.modules())
+    assert all(c.weight.is_contiguous(memory_format=torch.channels_last) for c in convs)
     last = next(m for m in model.modules() if isinstance(m, nn.Linear))
-    assert last.in_features == 8 * 7 * 7  # two 2x2 max-pools: 28 -> 14 -> 7
+    assert last.in_features == 8 * 7 * 7  # 28 -> 14 -> 7
+    three = build_model(ModelParams(model="cnn", cnn_channels=[4, 8, 16]))
+    assert next(m for m in three.modules() if isinstance(m, nn.Linear)).in_features == 16 * 4 * 4
 
 
 def test_checkpoint_with_an_unknown_model_kind_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "model.pt"
-    save_checkpoint(path, build_model(ModelParams(hidden=[8])), ModelParams(hidden=[8]))
+    save_checkpoint(
+        path,
+        build_model(ModelParams(model="mlp", hidden=[8])),
+        ModelParams(model="mlp", hidden=[8]),
+    )
     ckpt = torch.load(path, weights_only=True)
     ckpt["model_config"]["model"] = "resnet"
     torch.save(ckpt, path)
@@ -111,7 +120,8 @@ def test_normalize_maps_the_pixel_range_to_minus_one_one() -> None:
 
 
 @pytest.mark.parametrize(
-    "cfg", [ModelParams(hidden=[32, 16]), ModelParams(model="cnn", cnn_channels=[4, 8])]
+    "cfg",
+    [ModelParams(model="mlp", hidden=[32, 16]), ModelParams(model="cnn", cnn_channels=[4, 8])],
 )
 def test_checkpoint_round_trip(tmp_path: Path, cfg: ModelParams) -> None:
     torch.manual_seed(1)
@@ -134,7 +144,7 @@ def test_checkpoint_round_trip(tmp_path: Path, cfg: ModelParams) -> None:
 
 
 def test_checkpoint_loads_with_plain_weights_only(tmp_path: Path) -> None:
-    cfg = ModelParams(hidden=[8])
+    cfg = ModelParams(model="mlp", hidden=[8])
     model = build_model(cfg)
     path = tmp_path / "model.pt"
     save_checkpoint(path, model, cfg)
@@ -151,13 +161,15 @@ def test_load_checkpoint_rejects_other_files(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="not a mnistgap checkpoint"):
         load_checkpoint(path)
     path2 = tmp_path / "sd.pt"
-    torch.save(build_model(ModelParams(hidden=[8])).state_dict(), path2)  # a bare state_dict
+    torch.save(
+        build_model(ModelParams(model="mlp", hidden=[8])).state_dict(), path2
+    )  # a bare state_dict
     with pytest.raises(ValueError, match="not a mnistgap checkpoint"):
         load_checkpoint(path2)
 
 
 def test_load_checkpoint_rejects_other_preprocessing(tmp_path: Path) -> None:
-    cfg = ModelParams(hidden=[8])
+    cfg = ModelParams(model="mlp", hidden=[8])
     path = tmp_path / "model.pt"
     save_checkpoint(path, build_model(cfg), cfg)
     ckpt = torch.load(path, weights_only=True)

@@ -25,8 +25,16 @@ REPO = Path(__file__).resolve().parents[1]
 TEMPLATE_DIR = REPO / "plots_template"
 TEMPLATE = TEMPLATE_DIR / "template.html"
 PINS: dict[str, str] = json.loads((TEMPLATE_DIR / "package.json").read_text())["dependencies"]
-PLOTS = yaml.safe_load((REPO / "dvc.yaml").read_text(encoding="utf-8"))["plots"]
-N_VEGA = sum(isinstance(p, dict) for p in PLOTS)  # data plots, drawn by vega
+DVC_YAML = yaml.safe_load((REPO / "dvc.yaml").read_text(encoding="utf-8"))
+PLOTS = DVC_YAML["plots"]
+EXTERNAL = yaml.safe_load((REPO / "params.yaml").read_text(encoding="utf-8"))["external"]
+# Data plots, drawn by vega: the top-level ones, and the stages' own (a foreach stage's once
+# per independent set it runs for).
+N_STAGE_PLOTS = sum(
+    len(stage.get("do", stage).get("plots", [])) * (len(EXTERNAL) if "foreach" in stage else 1)
+    for stage in DVC_YAML["stages"].values()
+)
+N_VEGA = sum(isinstance(p, dict) for p in PLOTS) + N_STAGE_PLOTS
 N_IMAGES = sum(isinstance(p, str) and p.endswith(".png") for p in PLOTS)  # shown as <img>
 
 

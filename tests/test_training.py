@@ -122,7 +122,7 @@ def tiny_data(digits: Callable[..., np.ndarray]) -> tuple[torch.Tensor, ...]:
 
 def _model(seed: int = 0, hidden: list[int] | None = None) -> torch.nn.Module:
     torch.manual_seed(seed)
-    return build_model(ModelParams(hidden=hidden or [128]))
+    return build_model(ModelParams(model="mlp", hidden=hidden or [128]))
 
 
 def _cfg(**kw: object) -> TrainParams:
@@ -221,7 +221,7 @@ def test_constant_lr_schedule_keeps_lr(tiny_data: tuple[torch.Tensor, ...]) -> N
 @pytest.mark.parametrize(
     ("config", "precision"),
     [
-        (ModelParams(hidden=[128]), "bf16"),  # the MLP's hand-written step, in bf16
+        (ModelParams(model="mlp", hidden=[128]), "bf16"),  # the MLP's hand-written step, in bf16
         (ModelParams(model="cnn", cnn_channels=[4, 8]), "fp32"),  # autograd
         (ModelParams(model="cnn", cnn_channels=[4, 8]), "bf16"),  # autograd + autocast
     ],
