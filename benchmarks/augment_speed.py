@@ -112,7 +112,7 @@ def main(argv: list[str] | None = None) -> None:
 
     data = synthetic_digits(args.n).to(device)
     gen = torch.Generator(device).manual_seed(0)
-    cfg_affine = Augment()
+    cfg_affine = Augment(blur=Blur(enabled=False))
     cfg_all = Augment(blur=Blur(enabled=True))
     tv_affine = v2.RandomAffine(
         DEGREES, TRANSLATE, SCALE, SHEAR, interpolation=InterpolationMode.BILINEAR

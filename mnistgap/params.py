@@ -84,9 +84,9 @@ class Affine(Section):
 class Blur(Section):
     """Gaussian blur of random width (low-resolution scans and photos, soft pens)"""
 
-    enabled: bool = False
-    p: float = Field(0.5, ge=0, le=1, description="probability per image")
-    sigma: Pair = Field((0.5, 1.5), description="its std in pixels drawn from U(low, high)")
+    enabled: bool = True
+    p: float = Field(0.25, ge=0, le=1, description="probability per image")
+    sigma: Pair = Field((0.5, 1.0), description="its std in pixels drawn from U(low, high)")
 
     @model_validator(mode="after")
     def _pairs(self) -> Self:

@@ -159,103 +159,89 @@ def train_model(
     """
     cuda = [device] if device.type == "cuda" else []
     with torch.random.fork_rng(devices=cuda), _flush_denormals():
-        return _train(model, train_x, train_y, val_x, val_y, cfg, augment, device, on_epoch)
+        torch.manual_seed(cfg.seed)  # dropout masks; weight init happened before, from the caller
+        model.to(device)
+        shuffle_gen = torch.Generator().manual_seed(cfg.seed)
+        aug_gen = torch.Generator(device=device).manual_seed(cfg.seed + 1)
+        train_x, train_y = train_x.to(device), train_y.to(device)
+        n = len(train_x)
 
-
-def _train(
-    model: nn.Module,
-    train_x: torch.Tensor,
-    train_y: torch.Tensor,
-    val_x: torch.Tensor,
-    val_y: torch.Tensor,
-    cfg: TrainParams,
-    augment: Augment,
-    device: torch.device,
-    on_epoch: Callable[[dict[str, float]], None] | None,
-) -> TrainResult:
-    torch.manual_seed(cfg.seed)  # dropout masks; weight init happened before, from the caller
-    model.to(device)
-    shuffle_gen = torch.Generator().manual_seed(cfg.seed)
-    aug_gen = torch.Generator(device=device).manual_seed(cfg.seed + 1)
-    train_x, train_y = train_x.to(device), train_y.to(device)
-    n = len(train_x)
-
-    dtype = resolve_precision(cfg.precision, device)
-    result = TrainResult(environment=environment(device, dtype))
-    # The step is chosen once: the MLP's hand-written one (same arithmetic, ~2x faster per
-    # step, see fused_mlp.py; it refuses any model it does not exactly cover), autograd for
-    # any other model.
-    step = FusedMLPStep(model, dtype) if type(model) is MLP else AutogradStep(model, dtype)
-    # fused=True: one kernel for all parameters; 2x faster than the per-tensor loop on CPU.
-    opt = torch.optim.Adam(step.parameters, lr=cfg.lr, fused=True)
-    steps_per_epoch = math.ceil(n / cfg.batch_size)
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, _lr_lambda(cfg.lr_schedule, cfg.max_epochs * steps_per_epoch)
-    )
-    # Whole chunks of batches are augmented at once: every image still gets its own random
-    # parameters, but per-call overhead is paid once per ~2k images instead of per 128.
-    chunk = cfg.batch_size * max(1, AUGMENT_CHUNK // cfg.batch_size)
-
-    stopper = EarlyStopping(cfg.patience)
-    t0 = time.perf_counter()
-    for epoch in tqdm(range(1, cfg.max_epochs + 1), desc="epochs", disable=None, leave=False):
-        model.train()
-        t_epoch = time.perf_counter()
-        perm = torch.randperm(n, generator=shuffle_gen).to(device)
-        loss_sum = torch.zeros((), device=device)
-        correct = torch.zeros((), dtype=torch.int64, device=device)
-        for c0 in range(0, n, chunk):
-            idx = perm[c0 : c0 + chunk]
-            xs = step.prepare(normalize(augment_batch(to_unit(train_x[idx]), augment, aug_gen)))
-            ys = train_y[idx]
-            for b0 in range(0, len(idx), cfg.batch_size):
-                rows = slice(b0, b0 + cfg.batch_size)
-                loss, logits = step(xs, ys[rows], rows)
-                opt.step()
-                sched.step()
-                # Accumulate on-device: no .item() sync per batch.
-                loss_sum += loss.detach() * len(logits)
-                correct += (logits.argmax(1) == ys[rows]).sum()
-        train_seconds = time.perf_counter() - t_epoch
-
-        val_loss, val_acc = evaluate_loss_acc(model, val_x, val_y, cfg.eval_batch_size, device)
-        row = {
-            "epoch": epoch,
-            "train_loss": loss_sum.item() / n,
-            "train_acc": correct.item() / n,
-            "val_loss": val_loss,
-            "val_acc": val_acc,
-            "lr": opt.param_groups[0]["lr"],
-            "seconds": time.perf_counter() - t_epoch,
-        }
-        result.history.append(row)
-        result.epochs_run = epoch
-        stop = stopper.step(epoch, val_loss, model)
-        log.info(
-            "epoch %2d/%d  train loss %.4f acc %.4f  val loss %.4f acc %.4f"
-            "  (%.1fs train, %.2fs total)%s",
-            epoch,
-            cfg.max_epochs,
-            row["train_loss"],
-            row["train_acc"],
-            val_loss,
-            val_acc,
-            train_seconds,
-            row["seconds"],
-            "  *best*" if stopper.best_epoch == epoch else "",
+        dtype = resolve_precision(cfg.precision, device)
+        result = TrainResult(environment=environment(device, dtype))
+        # The step is chosen once: the MLP's hand-written one (same arithmetic, ~2x faster per
+        # step, see fused_mlp.py; it refuses any model it does not exactly cover), autograd for
+        # any other model.
+        step = FusedMLPStep(model, dtype) if type(model) is MLP else AutogradStep(model, dtype)
+        # fused=True: one kernel for all parameters; 2x faster than the per-tensor loop on CPU.
+        opt = torch.optim.Adam(step.parameters, lr=cfg.lr, fused=True)
+        steps_per_epoch = math.ceil(n / cfg.batch_size)
+        sched = torch.optim.lr_scheduler.LambdaLR(
+            opt, _lr_lambda(cfg.lr_schedule, cfg.max_epochs * steps_per_epoch)
         )
-        if on_epoch is not None:
-            on_epoch(row)
-        if stop:
-            result.stopped_early = True
-            log.info("early stopping: no lower validation loss for %d epochs", cfg.patience)
-            break
+        # Whole chunks of batches are augmented at once: every image still gets its own random
+        # parameters, but per-call overhead is paid once per ~2k images instead of per 128.
+        chunk = cfg.batch_size * max(1, AUGMENT_CHUNK // cfg.batch_size)
 
-    if cfg.patience > 0 and stopper.best_state is not None:
-        model.load_state_dict(stopper.best_state)
-        result.best_epoch = stopper.best_epoch
-    else:
-        result.best_epoch = result.epochs_run
-    model.eval()
-    result.seconds = time.perf_counter() - t0
-    return result
+        stopper = EarlyStopping(cfg.patience)
+        t0 = time.perf_counter()
+        for epoch in tqdm(range(1, cfg.max_epochs + 1), desc="epochs", disable=None, leave=False):
+            model.train()
+            t_epoch = time.perf_counter()
+            perm = torch.randperm(n, generator=shuffle_gen).to(device)
+            loss_sum = torch.zeros((), device=device)
+            correct = torch.zeros((), dtype=torch.int64, device=device)
+            for c0 in range(0, n, chunk):
+                idx = perm[c0 : c0 + chunk]
+                xs = step.prepare(normalize(augment_batch(to_unit(train_x[idx]), augment, aug_gen)))
+                ys = train_y[idx]
+                for b0 in range(0, len(idx), cfg.batch_size):
+                    rows = slice(b0, b0 + cfg.batch_size)
+                    loss, logits = step(xs, ys[rows], rows)
+                    opt.step()
+                    sched.step()
+                    # Accumulate on-device: no .item() sync per batch.
+                    loss_sum += loss.detach() * len(logits)
+                    correct += (logits.argmax(1) == ys[rows]).sum()
+            train_seconds = time.perf_counter() - t_epoch
+
+            val_loss, val_acc = evaluate_loss_acc(model, val_x, val_y, cfg.eval_batch_size, device)
+            row = {
+                "epoch": epoch,
+                "train_loss": loss_sum.item() / n,
+                "train_acc": correct.item() / n,
+                "val_loss": val_loss,
+                "val_acc": val_acc,
+                "lr": opt.param_groups[0]["lr"],
+                "seconds": time.perf_counter() - t_epoch,
+            }
+            result.history.append(row)
+            result.epochs_run = epoch
+            stop = stopper.step(epoch, val_loss, model)
+            log.info(
+                "epoch %2d/%d  train loss %.4f acc %.4f  val loss %.4f acc %.4f"
+                "  (%.1fs train, %.2fs total)%s",
+                epoch,
+                cfg.max_epochs,
+                row["train_loss"],
+                row["train_acc"],
+                val_loss,
+                val_acc,
+                train_seconds,
+                row["seconds"],
+                "  *best*" if stopper.best_epoch == epoch else "",
+            )
+            if on_epoch is not None:
+                on_epoch(row)
+            if stop:
+                result.stopped_early = True
+                log.info("early stopping: no lower validation loss for %d epochs", cfg.patience)
+                break
+
+        if cfg.patience > 0 and stopper.best_state is not None:
+            model.load_state_dict(stopper.best_state)
+            result.best_epoch = stopper.best_epoch
+        else:
+            result.best_epoch = result.epochs_run
+        model.eval()
+        result.seconds = time.perf_counter() - t0
+        return result

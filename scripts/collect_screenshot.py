@@ -12,7 +12,6 @@ what the model read for the mouse-drawn 7 (the page's text and the API's reading
 from __future__ import annotations
 
 import argparse
-import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -23,14 +22,9 @@ from playwright.sync_api import sync_playwright
 from mnistgap.collect.server import running_server
 from mnistgap.collect.synthetic import PATHS, digit_png, mouse_draw
 
-ARGS = [
-    "--no-sandbox",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--disable-gpu",
-]
+# The browser set-up of the browser tests (flags that keep Chromium offline and quiet).
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from browser import CHROMIUM_FLAGS, chromium_path
 
 
 def main() -> int:
@@ -40,7 +34,7 @@ def main() -> int:
     ap.add_argument("--group", default="3")
     ap.add_argument("--member", default="2")
     args = ap.parse_args()
-    chromium = shutil.which("chromium")
+    chromium = chromium_path()
     if chromium is None:
         sys.exit("chromium not found: apt-get install -y chromium")
     with tempfile.TemporaryDirectory() as tmp, running_server(Path(tmp), args.model) as url:
@@ -52,7 +46,7 @@ def main() -> int:
             )
             r.raise_for_status()
         with sync_playwright() as pw:
-            browser = pw.chromium.launch(executable_path=chromium, args=ARGS)
+            browser = pw.chromium.launch(executable_path=chromium, args=list(CHROMIUM_FLAGS))
             page = browser.new_page(viewport={"width": 1100, "height": 820})
             page.goto(url)
             page.fill("#group", args.group)

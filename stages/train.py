@@ -32,22 +32,8 @@ from mnistgap.training import TrainResult, train_model
 
 log = logging.getLogger("stages.train")
 
-PARAMS = (
-    "seed",
-    "model",
-    "hidden",
-    "dropout",
-    "cnn_channels",
-    "lr",
-    "batch_size",
-    "max_epochs",
-    "patience",
-    "lr_schedule",
-    "device",
-    "precision",
-    "eval_batch_size",
-    "augment",
-)
+# The network, how it is trained, on which device and with which augmentation.
+PARAMS = (*ModelParams.model_fields, *TrainParams.model_fields, "device", "augment")
 
 
 def main(argv: list[str] | None = None) -> None:
