@@ -473,6 +473,7 @@ def test_handed_in_counts_digit_files_rejected_for_their_content() -> None:
 def test_report_is_deterministic(pipeline: Pipeline, tmp_path: Path) -> None:
     out = tmp_path / "again.md"
     argv = ["--reports", str(pipeline.path("reports")), "--params", str(pipeline.params)]
+    argv += ["--seeds", str(pipeline.path("reports/seeds"))]
     stages.report.main([*argv, "--out", str(out)])
     assert out.read_bytes() == pipeline.path("reports/report.md").read_bytes()
 
