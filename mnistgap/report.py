@@ -126,11 +126,11 @@ def _cross_dataset(r: ReportInputs, params: Params, same_collection: bool) -> li
         [
             f"{folder}, without MNIST look-alikes",
             f"{wf.get('n', 0):,}",
-            "",
+            f"{len(g)} groups",
             f"{_pct(wf.get('accuracy'))} [{_ci(wf)}]",
             _num(wf.get("loss")),
-            "",
-            "",
+            _spread_cell(record, "class_without_flagged"),
+            "—",
         ],
     ]
     for name, m in r.external.items():
