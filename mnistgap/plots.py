@@ -75,44 +75,68 @@ def group_accuracy_figure(
 def group_accuracy(groups: Mapping[str, Mapping[str, float]], title: str) -> plt.Figure:
     """Every group's accuracy with its 95% Wilson interval, sorted from the worst, beside the
     distribution of the group accuracies. Readable at 5 groups and at 500: up to
-    :data:`LABEL_ALL_GROUPS` groups every row is named (id and digits); above, rows are
-    thin dots and only the :data:`WORST_SHOWN` worst are named."""
+    :data:`LABEL_ALL_GROUPS` groups every row is named (id and digits); above, the
+    :data:`WORST_SHOWN` worst get a panel of named rows, and all groups are drawn unnamed as
+    one sorted curve with their intervals as a band. The accuracy axes start at the lowest
+    interval (to the 10% below), so differences between groups stay visible."""
     ids = rank_groups(groups)
     acc = np.array([groups[g]["accuracy"] for g in ids])
     low = np.array([groups[g]["ci_low"] for g in ids])
     high = np.array([groups[g]["ci_high"] for g in ids])
     n = len(ids)
     few = n <= LABEL_ALL_GROUPS
-    height = 0.25 * n + 1.6 if few else 0.25 * WORST_SHOWN + 2.4
-    fig, (ax1, ax2) = plt.subplots(
-        1, 2, figsize=(11, max(3.2, height)), gridspec_kw={"width_ratios": [3, 2]}
-    )
-    y = np.arange(n)
-    # Clip: matplotlib rejects negative error bars, which float rounding could produce.
-    xerr = np.clip(np.stack([acc - low, high - acc]), 0.0, None)
-    ax1.errorbar(
-        acc, y, xerr=xerr, fmt="o", ms=4 if few else 2, lw=1 if few else 0.4,
-        color="tab:blue", ecolor="tab:blue", alpha=1.0 if few else 0.7, capsize=2 if few else 0,
+    named = n if few else WORST_SHOWN
+    x_lo = max(0.0, np.floor(float(low.min()) * 10) / 10)
+    x_lim = (x_lo, 1.005)
+    widths = [3, 2] if few else [3, 3, 2]
+    fig, axes = plt.subplots(
+        1, len(widths), figsize=(11 if few else 13, max(3.2, 0.25 * named + 1.8)),
+        gridspec_kw={"width_ratios": widths},
     )  # fmt: skip
-    named = range(n) if few else range(min(WORST_SHOWN, n))
-    ax1.set_yticks(list(named))
-    ax1.set_yticklabels([f"{ids[i]} (n={groups[ids[i]]['n']})" for i in named], fontsize=8)
-    ax1.set_ylim(n - 0.5, -0.5)  # the worst at the top
-    ax1.set_xlim(0, 1.02)
-    ax1.set_xlabel("accuracy (95% Wilson interval)")
-    ax1.set_ylabel("group (digits)" if few else f"group, worst first ({WORST_SHOWN} of {n} named)")
-    ax1.grid(axis="x", alpha=0.3)
-    ax1.set_title(f"{n} groups, sorted from the worst")
+    ax_named, ax_hist = axes[0], axes[-1]
 
-    bins = np.linspace(0, 1, 21)
-    ax2.hist(acc, bins=bins, color="tab:blue", alpha=0.8)
+    y = np.arange(named)
+    # Clip: matplotlib rejects negative error bars, which float rounding could produce.
+    xerr = np.clip(np.stack([acc[:named] - low[:named], high[:named] - acc[:named]]), 0.0, None)
+    ax_named.errorbar(acc[:named], y, xerr=xerr, fmt="o", ms=4, lw=1, color="tab:blue", capsize=2)
+    ax_named.set_yticks(list(y))
+    ax_named.set_yticklabels([f"{ids[i]} (n={groups[ids[i]]['n']})" for i in y], fontsize=8)
+    ax_named.set_ylim(named - 0.5, -0.5)  # the worst at the top
+    ax_named.set_xlim(*x_lim)
+    ax_named.set_xlabel("accuracy (95% Wilson interval)")
+    ax_named.set_ylabel("group (digits)")
+    ax_named.grid(axis="x", alpha=0.3)
+    ax_named.set_title(
+        f"{n} groups, sorted from the worst" if few else f"the {named} worst of {n} groups"
+    )
+
+    if not few:
+        ax_all = axes[1]
+        rank = np.arange(1, n + 1)
+        ax_all.fill_betweenx(
+            rank, low, high, color="tab:blue", alpha=0.2, lw=0, label="95% interval"
+        )
+        ax_all.plot(acc, rank, color="tab:blue", lw=1.2, label="accuracy")
+        ax_all.axhspan(0.5, named + 0.5, color="tab:red", alpha=0.08, label=f"the {named} named")
+        ax_all.set_ylim(n + 0.5, 0.5)
+        ax_all.set_xlim(*x_lim)
+        ax_all.set_xlabel("accuracy")
+        ax_all.set_ylabel("rank, worst first")
+        ax_all.grid(axis="x", alpha=0.3)
+        ax_all.legend(loc="lower left", fontsize=8)
+        ax_all.set_title(f"all {n} groups, sorted")
+
+    bins = np.histogram_bin_edges(acc, bins="auto", range=(x_lo, 1.0))
+    if len(bins) > 41:
+        bins = np.linspace(x_lo, 1.0, 41)
+    ax_hist.hist(acc, bins=bins, color="tab:blue", alpha=0.8)
     median = float(np.median(acc))
-    ax2.axvline(median, color="black", ls="--", lw=1, label=f"median {median:.1%}")
-    ax2.set_xlim(0, 1.02)
-    ax2.set_xlabel("group accuracy")
-    ax2.set_ylabel("groups")
-    ax2.legend(loc="upper left", fontsize=8)
-    ax2.set_title("distribution of group accuracies")
+    ax_hist.axvline(median, color="black", ls="--", lw=1, label=f"median {median:.1%}")
+    ax_hist.set_xlim(*x_lim)
+    ax_hist.set_xlabel("group accuracy")
+    ax_hist.set_ylabel("groups")
+    ax_hist.legend(loc="upper left", fontsize=8)
+    ax_hist.set_title("distribution of group accuracies")
     fig.suptitle(title)
     fig.tight_layout()
     return fig

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
+import pytest
 from PIL import Image
 
 from mnistgap import plots
@@ -52,6 +54,13 @@ def _groups(n: int) -> dict[str, dict[str, float]]:
     }
 
 
+def _labels_overlap(fig: plt.Figure, ax: plt.Axes) -> bool:
+    """Whether any two of the axis' y tick labels overlap once drawn."""
+    fig.canvas.draw()
+    boxes = [t.get_window_extent() for t in ax.get_yticklabels() if t.get_text()]
+    return any(a.overlaps(b) for a, b in itertools.pairwise(boxes))
+
+
 def test_group_figure_names_every_group_when_there_are_few() -> None:
     groups = _groups(5)
     fig = plots.group_accuracy(groups, "t")
@@ -60,25 +69,34 @@ def test_group_figure_names_every_group_when_there_are_few() -> None:
         labels = [t.get_text() for t in ranked_axis.get_yticklabels()]
         worst = min(groups, key=lambda g: groups[g]["accuracy"])
         assert len(labels) == 5 and labels[0] == f"{worst} (n=40)"  # the worst on top
+        assert not _labels_overlap(fig, ranked_axis)
         assert sum(p.get_height() for p in histogram.patches) == 5  # every group counted
+        # The accuracy axis starts at the lowest interval, to the 10% below (here 0.6 - 0.08).
+        assert ranked_axis.get_xlim()[0] == pytest.approx(0.5)
     finally:
         plt.close(fig)
 
 
-def test_group_figure_reads_at_500_groups(tmp_path: Path) -> None:
-    """500 groups: every one drawn, the 30 worst named, and a page-sized PNG (not one that
-    grows with the groups, like the old 11,388-pixel-wide bar chart at 130 groups)."""
-    groups = _groups(500)
+@pytest.mark.parametrize("n", [41, 500])
+def test_group_figure_reads_at_hundreds_of_groups(tmp_path: Path, n: int) -> None:
+    """Many groups: the 30 worst named in their own panel with labels that do not overlap,
+    every group drawn in a sorted curve, and a page-sized PNG (not one that grows with the
+    groups, like the old 11,388-pixel-wide bar chart at 130 groups)."""
+    groups = _groups(n)
     fig = plots.group_accuracy(groups, "t")
     try:
-        ranked_axis, histogram = fig.axes
-        assert len(ranked_axis.get_yticklabels()) == plots.WORST_SHOWN
-        assert len(ranked_axis.lines[0].get_xdata()) == 500  # every group is a point
-        assert sum(p.get_height() for p in histogram.patches) == 500
+        named, everyone, histogram = fig.axes
+        labels = [t.get_text() for t in named.get_yticklabels()]
+        ranked = sorted(groups, key=lambda g: groups[g]["accuracy"])
+        assert labels == [f"{g} (n=40)" for g in ranked[: plots.WORST_SHOWN]]
+        assert not _labels_overlap(fig, named)
+        curve = everyone.lines[0].get_xdata()
+        assert len(curve) == n and list(curve) == sorted(curve)  # every group, worst first
+        assert sum(p.get_height() for p in histogram.patches) == n
     finally:
         plt.close(fig)
     plots.group_accuracy_figure(tmp_path / "g.png", groups, "t")
     with Image.open(tmp_path / "g.png") as im:
         grey = np.asarray(im.convert("L"))
-    assert grey.shape[1] <= 1400 and grey.shape[0] <= 1400
+    assert grey.shape[1] <= 1600 and grey.shape[0] <= 1400
     assert 0.01 < float((grey < 200).mean()) < 0.5  # ink, on a light page
