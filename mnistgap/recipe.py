@@ -316,8 +316,13 @@ def renormalize_batch(images: torch.Tensor | np.ndarray, chunk: int = 8192) -> t
     """
     import torch
 
-    x = _as_float_images(images).cpu()
     if chunk < 1:
         raise ValueError(f"chunk must be >= 1, got {chunk}")
-    parts = [_renormalize_chunk(x[i : i + chunk]) for i in range(0, x.shape[0], chunk)]
-    return torch.cat(parts) if parts else x.new_zeros((0, SIZE, SIZE))
+    x = torch.as_tensor(images)
+    _as_float_images(x[:0])  # checks the shape and dtype without converting anything
+    # Converted and normalised a chunk at a time into one output: the memory used beyond
+    # the input and the output is bounded by the chunk, not by N.
+    out = torch.empty((x.shape[0], SIZE, SIZE), dtype=torch.float32)
+    for i in range(0, x.shape[0], chunk):
+        out[i : i + chunk] = _renormalize_chunk(_as_float_images(x[i : i + chunk]).cpu())
+    return out

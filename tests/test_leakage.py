@@ -280,6 +280,20 @@ def test_find_leaks_flags_copies_not_new_patterns() -> None:
         find_leaks(queries, mnist, labels, threshold=0.02, ratio_threshold=1.5)
 
 
+def test_find_leaks_in_blocks_gives_the_same_answer(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Class digits are searched a block at a time (bounded memory): blocks of 3 and one call
+    for all agree on every digit, the last block partial."""
+    mnist = _stroke_digits(40, seed=3)
+    labels = np.arange(40) % 10
+    queries = np.concatenate([_stroke_digits(7, seed=11), mnist[[2, 9]]])
+    whole = find_leaks(queries, mnist, labels, threshold=0.02, ratio_threshold=0.62)
+    monkeypatch.setattr(leakage, "QUERY_BLOCK", 3)
+    blocks = find_leaks(queries, mnist, labels, threshold=0.02, ratio_threshold=0.62)
+    for field in ("distance", "index", "second_distance", "second_index", "ratio", "reason"):
+        np.testing.assert_array_equal(getattr(blocks, field), getattr(whole, field))
+    assert blocks.index[-2:].tolist() == [2, 9] and blocks.flagged[-2:].all()
+
+
 def test_ratio_flags_a_binarised_copy_but_not_a_new_digit() -> None:
     """Binarising moves a copy too far for any distance threshold, but not for the ratio."""
     mnist = _pen_digits(60, seed=5)
