@@ -48,7 +48,7 @@ def main() -> None:
         fn()
         print(f"{name:<22} {time.perf_counter() - t0:6.2f} s", flush=True)
     # Exact ties: three copies of row 7; the lowest two indices must come back.
-    reference[[9, 1200, 2500]] = reference[7]
+    reference[[9, 1200, 2500]] = reference[7].clone()
     _, ours = two_nearest_neighbours(reference[[2500]], reference, args.chunk)
     theirs = cdist_topk(reference[[2500]], reference, args.chunk)
     print(f"ties -> ours {ours[0].tolist()}, cdist+topk {sorted(theirs[0].tolist())} (want [7, 9])")

@@ -93,11 +93,12 @@ def test_same_machine_kind_must_reproduce_exactly() -> None:
 
 def test_another_machine_kind_may_differ_within_the_seed_spread() -> None:
     committed = {"mnist": 0.9874, "class": 0.9098, "usps": 0.9676}
-    within = {"mnist": 0.9850, "class": 0.8840, "usps": 0.9610}  # spreads .005, .03, .008
+    # Spreads .005, .03, .008: twice each is allowed.
+    within = {"mnist": 0.9800, "class": 0.8540, "usps": 0.9530}
     assert ci.compare(committed, within, False, RECORD) == []
-    outside = {"mnist": 0.9800, "class": 0.9098, "usps": 0.9676}
+    outside = {"mnist": 0.9770, "class": 0.9098, "usps": 0.9676}
     [problem] = ci.compare(committed, outside, False, RECORD)
-    assert problem.startswith("mnist: 0.9874 committed, 0.9800 now (|diff| 0.0074 > 0.0050")
+    assert problem.startswith("mnist: 0.9874 committed, 0.9770 now (|diff| 0.0104 > 0.0100")
     # Without a record the documented tolerance applies.
     assert ci.allowed_difference(None, "mnist") == ci.TOLERANCE
     assert ci.compare(committed, outside, False, None) == []
