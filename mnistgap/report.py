@@ -8,6 +8,7 @@ are linked relative to ``reports/`` so the report reads on GitHub and offline.
 
 from __future__ import annotations
 
+import statistics
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -221,13 +222,14 @@ def _groups_section(g: Mapping[str, Mapping[str, Any]], summary: Mapping[str, An
     header = ["group", "accuracy", "95% interval", "loss", "n", "without look-alikes (n)"]
     sizes = sorted({b["n"] for b in g.values()})
     size = f"{sizes[0]}" if len(sizes) == 1 else f"{sizes[0]}–{sizes[-1]}"
+    width = statistics.median(b["ci_high"] - b["ci_low"] for b in g.values())
     out = ["## Per group\n"]
     out.append(
         f"{len(g)} groups of {size} digits; median group accuracy "
         f"{_pct(summary.get('median_accuracy'))} (from {_pct(summary.get('min_accuracy'))} to "
         f"{_pct(summary.get('max_accuracy'))}), {summary.get('below_90', 0)} below 90%. "
-        "With tens of digits a group's accuracy is uncertain by several points: read "
-        "differences between groups against their intervals.\n"
+        f"The median group's 95% interval is {100 * width:.1f} points wide: read differences "
+        "between groups against their intervals.\n"
     )
     ranked = rank_groups(g)
     if len(g) <= LIST_ALL_GROUPS:

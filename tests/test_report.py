@@ -41,6 +41,8 @@ def test_few_groups_are_all_listed() -> None:
     section = text.split("## Per group", 1)[1].split("\n## ", 1)[0]
     assert all(f"\n| {g} | " in section for g in range(1, 13))
     assert "groups.csv" not in section
+    # Computed from the groups' intervals (here 0.1 below to 0.05 above), not hand-typed.
+    assert "The median group's 95% interval is 15.0 points wide" in section
 
 
 def test_many_groups_list_the_worst_and_the_best_and_link_the_csv() -> None:
