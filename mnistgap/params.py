@@ -42,10 +42,6 @@ class Section(BaseModel):
         return cls.model_validate({name: values[name] for name in cls.model_fields})
 
 
-def _doc(text: str) -> Any:
-    return Field(description=text)
-
-
 # YAML has no tuples: a pair arrives as a list. Lenient about the container, strict about
 # its items (each a real number; a string inside is still refused).
 Pair = Annotated[tuple[Annotated[float, Field(strict=True)], ...], Field(strict=False)]
