@@ -72,6 +72,7 @@ class FusedMLPStep:
         #: What the optimizer updates: the one flat buffer.
         self.parameters = [self.flat]
         self._chunk_masks: list[torch.Tensor] | None = None
+        self._neg: torch.Tensor | None = None
         shapes = [tuple(t.shape) for t in params]
         # The module's parameters become views of the flat buffer: one storage, two names.
         for t, view in zip(params, _views(self.flat.data, shapes), strict=True):
@@ -119,8 +120,10 @@ class FusedMLPStep:
 
         logp = torch.log_softmax(logits, dim=1)
         loss = F.nll_loss(logp, y)
-        # d(mean CE)/d logits = (softmax - one_hot) / B
-        d = logp.exp_().sub_(F.one_hot(y, logits.shape[1])).div_(len(y)).to(self.dtype)
+        # d(mean CE)/d logits = (softmax - one_hot) / B; the 1 is subtracted in place at each
+        # row's label (the same numbers as subtracting a one-hot matrix, two ops fewer).
+        d = logp.exp_().scatter_add_(1, y.unsqueeze(1), self._minus_one(len(y)))
+        d = d.div_(len(y)).to(self.dtype)
         for i in range(len(self._weights) - 1, -1, -1):
             w, _ = self._weights[i]
             gw, gb = self._grads[i]
@@ -134,6 +137,12 @@ class FusedMLPStep:
         if self.dtype != torch.float32:
             self.flat.grad.copy_(self._low_grad)
         return loss, logits
+
+    def _minus_one(self, batch: int) -> torch.Tensor:
+        """A (batch, 1) fp32 column of -1 (kept between steps: one allocation fewer)."""
+        if self._neg is None or len(self._neg) != batch:
+            self._neg = torch.full((batch, 1), -1.0, device=self.device)
+        return self._neg
 
     def prepare(self, x: torch.Tensor) -> torch.Tensor:
         """A normalised chunk of images (n, 1, 28, 28) as flat rows in the step's dtype (one

@@ -191,9 +191,11 @@ def train_model(
             loss_sum = torch.zeros((), device=device)
             correct = torch.zeros((), dtype=torch.int64, device=device)
             for c0 in range(0, n, chunk):
+                # index_select, not train_x[idx]: the same rows, 10x faster on uint8 (CPU).
                 idx = perm[c0 : c0 + chunk]
-                xs = step.prepare(normalize(augment_batch(to_unit(train_x[idx]), augment, aug_gen)))
-                ys = train_y[idx]
+                images = to_unit(train_x.index_select(0, idx))
+                xs = step.prepare(normalize(augment_batch(images, augment, aug_gen)))
+                ys = train_y.index_select(0, idx)
                 for b0 in range(0, len(idx), cfg.batch_size):
                     rows = slice(b0, b0 + cfg.batch_size)
                     loss, logits = step(xs, ys[rows], rows)

@@ -52,6 +52,20 @@ def test_dropout_mask_every_packed_slot_is_uniform() -> None:
     assert abs(float(both) - 0.25) < 0.005
 
 
+def test_dropout_mask_is_the_documented_threshold_rule() -> None:
+    """Entry i is kept exactly when the low 15 bits of the i-th int16 of the int64 draws reach
+    round(p * 2^15): the mask is computed arithmetically, this spells the rule out with a
+    comparison and checks every entry, at a width that is not a multiple of 4."""
+    p, shape = 0.2, (257, 123)
+    n = shape[0] * shape[1]
+    torch.manual_seed(7)
+    draws = torch.empty((n + 3) // 4, dtype=torch.int64).random_()
+    bits = draws.view(torch.int16)[:n].view(shape) & 0x7FFF
+    expected = torch.where(bits >= round(p * 32768), 1.0 / (1.0 - p), 0.0).float()
+    torch.manual_seed(7)
+    assert torch.equal(dropout_mask(shape, p, torch.float32, "cpu"), expected)
+
+
 def test_dropout_mask_seeded_and_dtype() -> None:
     torch.manual_seed(3)
     a = dropout_mask((7, 13), 0.2, torch.bfloat16, "cpu")
