@@ -65,6 +65,12 @@ LABEL_ALL_GROUPS = 40
 WORST_SHOWN = 30
 
 
+def named_groups(ranked: Sequence[str]) -> list[str]:
+    """The groups a figure names, from ``ranked`` (worst first): all of them up to
+    :data:`LABEL_ALL_GROUPS`, else the :data:`WORST_SHOWN` worst."""
+    return list(ranked if len(ranked) <= LABEL_ALL_GROUPS else ranked[:WORST_SHOWN])
+
+
 def group_accuracy_figure(
     path: str | Path, groups: Mapping[str, Mapping[str, float]], title: str
 ) -> None:
@@ -84,8 +90,8 @@ def group_accuracy(groups: Mapping[str, Mapping[str, float]], title: str) -> plt
     low = np.array([groups[g]["ci_low"] for g in ids])
     high = np.array([groups[g]["ci_high"] for g in ids])
     n = len(ids)
-    few = n <= LABEL_ALL_GROUPS
-    named = n if few else WORST_SHOWN
+    named = len(named_groups(ids))
+    few = named == n
     x_lo = max(0.0, np.floor(float(low.min()) * 10) / 10)
     x_lim = (x_lo, 1.005)
     widths = [3, 2] if few else [3, 3, 2]

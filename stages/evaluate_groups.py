@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> None:
     plots.group_accuracy_figure(args.out / "groups.png", groups, "class digits per group")
     ids, matrix = group_digit_accuracy(ev, cs.groups)
     ranked = rank_groups(groups)
-    shown = ranked if len(ranked) <= plots.LABEL_ALL_GROUPS else ranked[: plots.WORST_SHOWN]
+    shown = plots.named_groups(ranked)
     rows = [ids.index(g) for g in shown]
     title = "accuracy per group and digit" + (
         "" if len(shown) == len(ranked) else f": the {len(shown)} worst of {len(ranked)} groups"

@@ -61,6 +61,12 @@ def _labels_overlap(fig: plt.Figure, ax: plt.Axes) -> bool:
     return any(a.overlaps(b) for a, b in itertools.pairwise(boxes))
 
 
+@pytest.mark.parametrize("n, named", [(5, 5), (40, 40), (41, 30), (500, 30)])
+def test_named_groups_all_up_to_40_then_the_30_worst(n: int, named: int) -> None:
+    ranked = [str(i) for i in range(n, 0, -1)]
+    assert plots.named_groups(ranked) == ranked[:named]
+
+
 def test_group_figure_names_every_group_when_there_are_few() -> None:
     groups = _groups(5)
     fig = plots.group_accuracy(groups, "t")
