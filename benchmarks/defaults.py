@@ -16,7 +16,7 @@ from torch import nn
 from mnistgap.data import load_split
 from mnistgap.models import build_model
 from mnistgap.params import ModelParams, TrainParams
-from mnistgap.training import TrainResult, train_model
+from mnistgap.training import TrainResult, train_members
 
 
 def train_defaults(
@@ -24,13 +24,13 @@ def train_defaults(
 ) -> tuple[nn.Module, TrainResult]:
     """Train on ``data``/train.npz, validating on val.npz, with ``params`` (validated
     params.yaml) and top-level ``overrides`` such as ``seed``, ``model`` or ``max_epochs``.
-    As the train stage does: the seed is set before the weights are initialised."""
+    As the train stage does: the seed is set before the weights are initialised. With
+    ``ensemble`` > 1 every member is trained; the result returned is the first member's."""
     p = {**params, **overrides}
     train_x, train_y = load_split(data / "train.npz")
     val_x, val_y = load_split(data / "val.npz")
-    torch.manual_seed(p["seed"])
-    model = build_model(ModelParams.pick(p))
-    result = train_model(
+    model = build_model(ModelParams.pick(p), seed=p["seed"])
+    result, *_ = train_members(
         model,
         train_x,
         train_y,

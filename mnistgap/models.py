@@ -1,4 +1,4 @@
-"""The study's MLP, an optional small CNN, and self-describing checkpoints.
+"""The study's MLP, a small CNN, ensembles of either, and self-describing checkpoints.
 
 A checkpoint is a plain dict of tensors, numbers, strings and lists (loadable with
 ``torch.load(..., weights_only=True)``): the ``state_dict``, the ``model_config`` needed to
@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from pydantic import ValidationError
 from torch import nn
 
@@ -125,11 +126,42 @@ class CNN(nn.Module):
         return self.net(x.contiguous(memory_format=torch.channels_last))
 
 
-def build_model(cfg: ModelParams) -> nn.Module:
-    """Instantiate the network described by ``cfg`` (its ``model`` names the kind)."""
-    if cfg.model == "mlp":
-        return MLP(list(cfg.hidden), cfg.dropout)
-    return CNN(list(cfg.cnn_channels), cfg.dropout)
+class Ensemble(nn.Module):
+    """Members of one architecture whose predicted probabilities are averaged.
+
+    ``forward`` returns log(mean of the members' softmax): log-probabilities, which serve as
+    logits everywhere (softmax gives back the mean probabilities, cross-entropy is the
+    ensemble's loss, argmax its prediction)."""
+
+    def __init__(self, members: list[nn.Module]) -> None:
+        super().__init__()
+        self.members = nn.ModuleList(members)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        logp = torch.stack([F.log_softmax(m(x).float(), dim=1) for m in self.members])
+        return torch.logsumexp(logp, dim=0) - math.log(len(self.members))
+
+
+def members(model: nn.Module) -> list[nn.Module]:
+    """The separately trained networks of ``model``: an ensemble's members, else itself."""
+    return list(model.members) if isinstance(model, Ensemble) else [model]
+
+
+def build_model(cfg: ModelParams, seed: int | None = None) -> nn.Module:
+    """Instantiate the network described by ``cfg`` (its ``model`` names the kind; with
+    ``ensemble`` > 1 an :class:`Ensemble` of that many). With ``seed``, member i's weights are
+    initialised from ``torch.manual_seed(seed + i)``: each member starts as the model that
+    seed would build alone."""
+    nets = []
+    for i in range(cfg.ensemble):
+        if seed is not None:
+            torch.manual_seed(seed + i)
+        nets.append(
+            MLP(list(cfg.hidden), cfg.dropout)
+            if cfg.model == "mlp"
+            else CNN(list(cfg.cnn_channels), cfg.dropout)
+        )
+    return nets[0] if cfg.ensemble == 1 else Ensemble(nets)
 
 
 def save_checkpoint(

@@ -191,6 +191,13 @@ class ModelParams(Section):
         description="CNN: output channels of its blocks (each a 3x3 conv with stride 2, "
         "BatchNorm, ReLU)",
     )
+    ensemble: int = Field(
+        1,
+        ge=1,
+        le=10,
+        description="members: train this many models (member i from seed + i: the model that "
+        "seed would train alone) and average their probabilities; 1 = one model",
+    )
 
 
 class TrainParams(Section):
@@ -261,7 +268,7 @@ class Params(TrainParams, ModelParams):
 # The file's layout: a header comment, then its top-level keys.
 LAYOUT: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("data split", ("seed", "val_frac")),
-    ("model", ("model", "hidden", "dropout", "cnn_channels")),
+    ("model", ("model", "hidden", "dropout", "cnn_channels", "ensemble")),
     (
         "training",
         (

@@ -27,7 +27,7 @@ from mnistgap.augment import augment_batch
 from mnistgap.device import environment, resolve_precision
 from mnistgap.fused_mlp import FusedMLPStep
 from mnistgap.metrics import predict_logits
-from mnistgap.models import MLP
+from mnistgap.models import MLP, Ensemble, members
 from mnistgap.params import Augment, TrainParams
 from mnistgap.recipe import normalize
 
@@ -157,6 +157,8 @@ def train_model(
     The global random state (dropout masks draw from it) and the denormal mode are restored
     on return: training has no lasting side effect on the process.
     """
+    if isinstance(model, Ensemble):
+        raise TypeError("train_model trains one network: train an Ensemble with train_members")
     cuda = [device] if device.type == "cuda" else []
     with torch.random.fork_rng(devices=cuda), _flush_denormals():
         torch.manual_seed(cfg.seed)  # dropout masks; weight init happened before, from the caller
@@ -247,3 +249,33 @@ def train_model(
         model.eval()
         result.seconds = time.perf_counter() - t0
         return result
+
+
+def train_members(
+    model: nn.Module,
+    train_x: torch.Tensor,
+    train_y: torch.Tensor,
+    val_x: torch.Tensor,
+    val_y: torch.Tensor,
+    cfg: TrainParams,
+    augment: Augment,
+    device: torch.device,
+    on_epoch: Callable[[dict[str, float]], None] | None = None,
+) -> list[TrainResult]:
+    """:func:`train_model` for each member of ``model`` in turn (one result for a single
+    network): member i trains with seed ``cfg.seed + i``, so it is exactly the model that
+    seed trains alone (given it was initialised from that seed, see ``build_model``)."""
+    return [
+        train_model(
+            member,
+            train_x,
+            train_y,
+            val_x,
+            val_y,
+            cfg.model_copy(update={"seed": cfg.seed + i}),
+            augment,
+            device,
+            on_epoch,
+        )
+        for i, member in enumerate(members(model))
+    ]

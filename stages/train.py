@@ -6,6 +6,11 @@ train/validation loss and accuracy under plots/metrics/, summary metrics.json wi
 best_epoch and epochs_run; environment.json: the processor, precision and library versions
 the numbers came from).
 
+With ``ensemble: k`` > 1 the members are trained one after another, member i with seed
+``seed + i`` (the very model that seed trains alone); the curves run on through the members'
+epochs, and metrics.json holds the ensemble's validation loss and accuracy and, under
+``members``, each member's seed, kept epoch and epochs run.
+
 Kill-safe: dvclive writes into a fresh hidden sibling of --live (``reports/.train.partial-<pid>``),
 which replaces --live only after the checkpoint is saved, so a killed run leaves the previous
 model and reports untouched; the next run removes the partial folder.
@@ -18,6 +23,7 @@ import logging
 import shutil
 import sys
 from pathlib import Path
+from typing import Any
 
 import torch
 from dvclive import Live
@@ -28,7 +34,7 @@ from mnistgap.data import load_split
 from mnistgap.device import select_device
 from mnistgap.models import build_model, save_checkpoint
 from mnistgap.params import Augment, ModelParams, TrainParams, load_params
-from mnistgap.training import TrainResult, train_model
+from mnistgap.training import evaluate_loss_acc, train_members
 
 log = logging.getLogger("stages.train")
 
@@ -61,8 +67,7 @@ def main(argv: list[str] | None = None) -> None:
         torch.get_num_threads(),
     )
 
-    torch.manual_seed(p["seed"])  # weight initialisation
-    model = build_model(model_cfg)
+    model = build_model(model_cfg, seed=p["seed"])  # weight initialisation (member i: seed + i)
 
     # Live() wipes its folder at start, so it never writes into --live itself: it fills a
     # fresh sibling that replaces --live at the very end (after the checkpoint). Work folders
@@ -70,32 +75,22 @@ def main(argv: list[str] | None = None) -> None:
     atomic.remove_stale_dirs(args.live)
     partial = atomic.partial_dir(args.live)
     try:
-        result, best = _train_and_log(
+        summary = _train_and_log(
             partial, model, train_x, train_y, val_x, val_y, train_cfg, augment, device
         )
-        save_checkpoint(
-            args.model,
-            model.cpu(),
-            model_cfg,
-            extra={
-                "best_epoch": result.best_epoch,
-                "epochs_run": result.epochs_run,
-                "best_val_loss": best["val_loss"],
-            },
-        )
+        save_checkpoint(args.model, model.cpu(), model_cfg, extra=summary)
         # A kill between the checkpoint and this swap leaves the new model beside the old
         # reports, each complete; dvc.lock is not updated then, so `dvc repro` reruns.
         atomic.replace_dir(partial, args.live)
     finally:
         # Only left when training or saving failed (an exception, Ctrl-C).
         shutil.rmtree(partial, ignore_errors=True)
+    kept = summary.get("members", {"0": summary})
     log.info(
-        "kept epoch %d of %d (val loss %.4f, acc %.4f) in %.1fs -> %s",
-        result.best_epoch,
-        result.epochs_run,
-        best["val_loss"],
-        best["val_acc"],
-        result.seconds,
+        "kept epoch(s) %s (val loss %.4f, acc %.4f) -> %s",
+        ", ".join(f"{m['best_epoch']} of {m['epochs_run']}" for m in kept.values()),
+        summary["best_val_loss"],
+        summary["best_val_acc"],
         args.model,
     )
 
@@ -110,8 +105,9 @@ def _train_and_log(
     train_cfg: TrainParams,
     augment: Augment,
     device: torch.device,
-) -> tuple[TrainResult, dict[str, float]]:
-    """Train ``model`` with dvclive logging into ``live_dir``; return the result and best row."""
+) -> dict[str, Any]:
+    """Train ``model`` (each member of an ensemble in turn) with dvclive logging into
+    ``live_dir``; return the summary written to its metrics.json."""
     with Live(str(live_dir), dvcyaml=False, save_dvc_exp=False) as live:
 
         def on_epoch(row: dict[str, float]) -> None:
@@ -121,21 +117,29 @@ def _train_and_log(
             live.log_metric("lr", row["lr"], plot=True)
             live.next_step()
 
-        result = train_model(
+        results = train_members(
             model, train_x, train_y, val_x, val_y, train_cfg, augment, device, on_epoch
         )
-        best = result.history[result.best_epoch - 1]
-        atomic.write_json(live_dir / "environment.json", result.environment)
-        live.summary.update(
-            {
+        kept: dict[str, dict[str, Any]] = {}
+        for i, result in enumerate(results):
+            best = result.history[result.best_epoch - 1]
+            kept[str(i)] = {
+                "seed": train_cfg.seed + i,
                 "best_epoch": result.best_epoch,
                 "epochs_run": result.epochs_run,
                 "best_val_loss": best["val_loss"],
                 "best_val_acc": best["val_acc"],
             }
-        )
+        atomic.write_json(live_dir / "environment.json", results[0].environment)
+        if len(kept) == 1:
+            summary = {k: v for k, v in kept["0"].items() if k != "seed"}
+        else:
+            model.eval()
+            loss, acc = evaluate_loss_acc(model, val_x, val_y, train_cfg.eval_batch_size, device)
+            summary = {"best_val_loss": loss, "best_val_acc": acc, "members": kept}
+        live.summary.update(summary)
         live.make_summary()
-    return result, best
+    return summary
 
 
 if __name__ == "__main__":

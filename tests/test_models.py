@@ -12,8 +12,10 @@ from torch import nn
 from mnistgap.models import (
     CNN,
     MLP,
+    Ensemble,
     build_model,
     load_checkpoint,
+    members,
     save_checkpoint,
 )
 from mnistgap.params import ModelParams
@@ -184,3 +186,30 @@ def test_pickled_objects_are_refused(tmp_path: Path) -> None:
     torch.save({"format": "mnistgap-checkpoint-v2", "x": NotAllowed()}, path)
     with pytest.raises(pickle.UnpicklingError):
         load_checkpoint(path)
+
+
+def test_ensemble_members_are_the_seeds_models_and_average_their_probabilities(
+    tmp_path: Path,
+) -> None:
+    one = ModelParams(model="cnn", cnn_channels=[4, 8])
+    model = build_model(one.model_copy(update={"ensemble": 3}), seed=10)
+    assert isinstance(model, Ensemble) and len(members(model)) == 3
+    # Member i is initialised exactly as the single model of seed 10 + i.
+    alone = [build_model(one, seed=10 + i) for i in range(3)]
+    for member, single in zip(members(model), alone, strict=True):
+        for a, b in zip(member.state_dict().values(), single.state_dict().values(), strict=True):
+            assert torch.equal(a, b)
+    assert not torch.equal(alone[0].net[0].weight, alone[1].net[0].weight)
+    model.eval()
+    x = normalize(_batch(6, seed=4))
+    with torch.no_grad():
+        out = model(x)
+        mean = torch.stack([torch.softmax(m.eval()(x), 1) for m in alone]).mean(0)
+    # log of the mean probability: exp gives it back, rows sum to 1.
+    torch.testing.assert_close(out.exp(), mean, rtol=1e-5, atol=1e-7)
+    torch.testing.assert_close(out.exp().sum(1), torch.ones(6), rtol=0, atol=1e-5)
+    # A checkpoint rebuilds the ensemble from its config.
+    save_checkpoint(tmp_path / "e.pt", model, one.model_copy(update={"ensemble": 3}))
+    loaded, _ = load_checkpoint(tmp_path / "e.pt")
+    with torch.no_grad():
+        assert isinstance(loaded, Ensemble) and torch.equal(loaded(x), out)

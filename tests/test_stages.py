@@ -37,9 +37,9 @@ from mnistgap.data import load_class, load_split
 from mnistgap.leakage import CSV_HEADER
 from mnistgap.metrics import predict_logits, wilson_interval
 from mnistgap.mnist_source import RAW_FILES
-from mnistgap.models import load_checkpoint
+from mnistgap.models import load_checkpoint, members
 from mnistgap.params import Params, load_params
-from mnistgap.report import _handed_in
+from mnistgap.report import _handed_in, _training_sentence
 from mnistgap.split import train_val_indices
 
 REPO = Path(__file__).resolve().parents[1]
@@ -307,6 +307,30 @@ def test_train_checkpoint_and_dvclive_outputs(pipeline: Pipeline) -> None:
     val_loss = pipeline.path("reports/train/plots/metrics/val/loss.tsv").read_text().splitlines()
     best = float(val_loss[summary["best_epoch"]].split("\t")[1])
     assert best == pytest.approx(summary["best_val_loss"])
+
+
+def test_train_an_ensemble(
+    tiny_mnist: Any, tmp_path: Path, params_file: Callable[..., Path]
+) -> None:
+    """ensemble: 2 trains two members (seeds 5 and 6); metrics.json holds the ensemble's
+    validation figures and each member's; the report says so."""
+    params = params_file(ensemble=2, seed=5, max_epochs=1)
+    model_path, live = tmp_path / "m" / "model.pt", tmp_path / "reports" / "train"
+    argv = ["--data", str(tiny_mnist.root), "--model", str(model_path), "--live", str(live)]
+    stages.train.main([*argv, "--params", str(params)])
+    summary = json.loads((live / "metrics.json").read_text(encoding="utf-8"))
+    assert [m["seed"] for m in summary["members"].values()] == [5, 6]
+    assert all(m["epochs_run"] == 1 for m in summary["members"].values())
+    model, ckpt = load_checkpoint(model_path)
+    assert ckpt["extra"]["members"] == summary["members"] and len(members(model)) == 2
+    val_x, val_y = load_split(tiny_mnist.root / "val.npz")
+    acc = (predict_logits(model, val_x).argmax(1) == val_y).double().mean().item()
+    assert acc == pytest.approx(summary["best_val_acc"])
+    # The loss curves run on through both members' epochs.
+    rows = (live / "plots/metrics/val/loss.tsv").read_text(encoding="utf-8").splitlines()
+    assert [r.split("\t")[0] for r in rows[1:]] == ["0", "1"]
+    sentence = _training_sentence(summary)
+    assert sentence.startswith("An ensemble of 2 models") and "seed 6: epoch 1 of 1" in sentence
 
 
 # --------------------------------------------------------------------------- evaluate_mnist

@@ -11,11 +11,12 @@ import torch
 
 import mnistgap.training as training
 from mnistgap.device import select_device
-from mnistgap.models import build_model
+from mnistgap.models import build_model, members
 from mnistgap.params import Augment, ModelParams, TrainParams
 from mnistgap.training import (
     EarlyStopping,
     _lr_lambda,
+    train_members,
     train_model,
 )
 
@@ -240,3 +241,18 @@ def test_both_training_paths_learn_deterministically(
     assert result.history[-1]["val_acc"] > 0.7
     assert result.history[-1]["val_loss"] < result.history[0]["val_loss"]
     assert torch.equal(weights[0], weights[1])
+
+
+def test_train_members_trains_each_member_as_its_seed_would_alone(
+    tiny_data: tuple[torch.Tensor, ...],
+) -> None:
+    one = ModelParams(model="mlp", hidden=[32])
+    ensemble = build_model(one.model_copy(update={"ensemble": 2}), seed=3)
+    results = train_members(ensemble, *tiny_data, _cfg(max_epochs=2, seed=3), Augment(), CPU)
+    assert [r.epochs_run for r in results] == [2, 2]
+    alone = build_model(one, seed=4)
+    train_model(alone, *tiny_data, _cfg(max_epochs=2, seed=4), Augment(), CPU)
+    second = members(ensemble)[1].state_dict()
+    assert all(torch.equal(second[k], v) for k, v in alone.state_dict().items())
+    with pytest.raises(TypeError, match="train_members"):
+        train_model(ensemble, *tiny_data, _cfg(max_epochs=1), NO_AUGMENT, CPU)
