@@ -19,7 +19,7 @@ from mnistgap import reference
 from mnistgap.class_folder import parse_name
 from mnistgap.external import SETS
 from mnistgap.groups import rank_groups
-from mnistgap.params import Params, as_file_dict
+from mnistgap.params import Params, as_file_dict, validate
 
 #: Up to this many groups the report lists every one; above, the worst and the best.
 LIST_ALL_GROUPS = 20
@@ -70,9 +70,13 @@ def config_of(params: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def spread_of(seeds: Sequence[Mapping[str, Any]], params: Params) -> Mapping[str, Any] | None:
-    """The seed-spread record of this run's configuration, if one was measured."""
+    """The seed-spread record of this run's configuration, if one was measured. A record's
+    params are completed with the defaults of keys added after it was measured: a new key's
+    default keeps what ran before (``ensemble: 1`` is one model, as every record trained)."""
     wanted = config_of(as_file_dict(params))
-    return next((s for s in seeds if config_of(s["params"]) == wanted), None)
+    return next(
+        (s for s in seeds if config_of(as_file_dict(validate(s["params"]))) == wanted), None
+    )
 
 
 def _spread_cell(record: Mapping[str, Any] | None, metric: str) -> str:

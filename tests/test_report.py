@@ -76,6 +76,11 @@ def test_the_seed_spread_of_the_same_configuration_is_shown() -> None:
     other["params"] = as_file_dict(params.model_copy(update={"model": "mlp"}))
     assert spread_of([other, record], params) is record
     assert spread_of([other], params) is None
+    # A record measured before a key existed ran that key's default: it still matches, and
+    # only the default (an ensemble of 3 is another configuration).
+    older = {**record, "params": {k: v for k, v in record["params"].items() if k != "ensemble"}}
+    assert spread_of([older], params) is older
+    assert spread_of([older], params.model_copy(update={"ensemble": 3})) is None
     text = render_report(_inputs(5, seeds=[other, record]), params)
     table = text.split("## Every evaluation set", 1)[1].split("\n## ", 1)[0]
     assert "| 98.73% (98.50%–99.00%, 3 seeds) |" in table
