@@ -195,8 +195,9 @@ class ModelParams(Section):
         1,
         ge=1,
         le=10,
-        description="members: train this many models (member i from seed + i: the model that "
-        "seed would train alone) and average their probabilities; 1 = one model",
+        description="members: train this many models on the split of seed (member i "
+        "initialised, shuffled and augmented from seed + i) and average their probabilities; "
+        "1 = one model",
     )
 
 

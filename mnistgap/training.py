@@ -263,8 +263,10 @@ def train_members(
     on_epoch: Callable[[dict[str, float]], None] | None = None,
 ) -> list[TrainResult]:
     """:func:`train_model` for each member of ``model`` in turn (one result for a single
-    network): member i trains with seed ``cfg.seed + i``, so it is exactly the model that
-    seed trains alone (given it was initialised from that seed, see ``build_model``)."""
+    network): member i trains with seed ``cfg.seed + i`` on the same data, so it is exactly
+    the model :func:`train_model` makes with that seed (given it was initialised from that
+    seed, see ``build_model``). The pipeline's split comes from ``seed`` and is shared: a
+    member differs from the pipeline run of seed + i, whose validation split differs too."""
     return [
         train_model(
             member,

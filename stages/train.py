@@ -6,9 +6,9 @@ train/validation loss and accuracy under plots/metrics/, summary metrics.json wi
 best_epoch and epochs_run; environment.json: the processor, precision and library versions
 the numbers came from).
 
-With ``ensemble: k`` > 1 the members are trained one after another, member i with seed
-``seed + i`` (the very model that seed trains alone); the curves run on through the members'
-epochs, and metrics.json holds the ensemble's validation loss and accuracy and, under
+With ``ensemble: k`` > 1 the members are trained one after another on this split (which
+``seed`` made), member i initialised, shuffled, augmented and dropped out from ``seed + i``
+(so member 0 is the model of a single run); the curves run on through the members' epochs, and metrics.json holds the ensemble's validation loss and accuracy and, under
 ``members``, each member's seed, kept epoch and epochs run.
 
 Kill-safe: dvclive writes into a fresh hidden sibling of --live (``reports/.train.partial-<pid>``),

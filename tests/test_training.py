@@ -243,7 +243,7 @@ def test_both_training_paths_learn_deterministically(
     assert torch.equal(weights[0], weights[1])
 
 
-def test_train_members_trains_each_member_as_its_seed_would_alone(
+def test_train_members_trains_each_member_as_train_model_would_with_its_seed(
     tiny_data: tuple[torch.Tensor, ...],
 ) -> None:
     one = ModelParams(model="mlp", hidden=[32])
