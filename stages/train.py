@@ -8,8 +8,9 @@ the numbers came from).
 
 With ``ensemble: k`` > 1 the members are trained one after another on this split (which
 ``seed`` made), member i initialised, shuffled, augmented and dropped out from ``seed + i``
-(so member 0 is the model of a single run); the curves run on through the members' epochs, and metrics.json holds the ensemble's validation loss and accuracy and, under
-``members``, each member's seed, kept epoch and epochs run.
+(so member 0 is the model of a single run). The curves run on through the members' epochs;
+metrics.json holds the ensemble's validation loss and accuracy and, under ``members``, each
+member's seed, kept epoch and epochs run.
 
 Kill-safe: dvclive writes into a fresh hidden sibling of --live (``reports/.train.partial-<pid>``),
 which replaces --live only after the checkpoint is saved, so a killed run leaves the previous
@@ -120,6 +121,7 @@ def _train_and_log(
         results = train_members(
             model, train_x, train_y, val_x, val_y, train_cfg, augment, device, on_epoch
         )
+        log.info("trained %d model(s) in %.1fs", len(results), sum(r.seconds for r in results))
         kept: dict[str, dict[str, Any]] = {}
         for i, result in enumerate(results):
             best = result.history[result.best_epoch - 1]
