@@ -1,0 +1,88 @@
+"""Accuracy of checkpoints alone, averaged (an ensemble), and with test-time augmentation.
+
+    python benchmarks/ensemble_eval.py CKPT [CKPT ...] [--sets mnist class usps ...]
+        [--extra NAME=path/to/digits.npz ...] [--tta rot|scale|none]
+
+Reads each checkpoint (a single model or an ensemble), then prints per evaluation set: every
+checkpoint's accuracy, their mean, and the accuracy of the average of their probabilities.
+The sets are the prepared caches `dvc repro` writes: MNIST test (data/mnist/test.npz), the class
+folder (data/class/digits.npz), each independent set (data/external/<set>.npz), and any
+``--extra`` cache (``python -m stages.prepare_class --dir DIR --out X/digits.npz --rejected
+X/rej.csv``). ``--tta`` also averages each model over transformed copies of every image:
+``rot`` the identity and rotations by ±7°, ``scale`` the identity and zooms of 0.9 and 1.1.
+A seed-spread record's models (``scripts/seed_spread.py``) stay in the DVC cache: `git show
+<exp ref>:dvc.lock` gives each model.pt's md5, its file is .dvc/cache/files/md5/<2>/<30>.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import statistics
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from mnistgap.data import load_split
+from mnistgap.models import load_checkpoint
+from mnistgap.recipe import normalize
+
+TTA = {"none": [(1.0, 0.0)], "rot": [(1.0, 0.0), (1.0, 7.0), (1.0, -7.0)]}
+TTA["scale"] = [(1.0, 0.0), (0.9, 0.0), (1.1, 0.0)]
+
+
+def warp(images: torch.Tensor, scale: float, degrees: float) -> torch.Tensor:
+    """uint8 (N, 28, 28) zoomed by ``scale`` and rotated by ``degrees`` about the centre
+    (bilinear), as float images in [0, 1] (N, 1, 28, 28)."""
+    x = images.unsqueeze(1).float() / 255.0
+    if (scale, degrees) == (1.0, 0.0):
+        return x
+    a = math.radians(degrees)
+    row = [[math.cos(a) / scale, -math.sin(a) / scale, 0.0]]
+    row += [[math.sin(a) / scale, math.cos(a) / scale, 0.0]]
+    theta = torch.tensor(row).expand(len(x), 2, 3)
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    return F.grid_sample(x, grid, align_corners=False)
+
+
+@torch.no_grad()
+def probabilities(model: torch.nn.Module, images: torch.Tensor, tta: str) -> torch.Tensor:
+    """Mean softmax of ``model`` over the ``tta`` copies of ``images``."""
+    return sum(torch.softmax(model(normalize(warp(images, s, d))), 1) for s, d in TTA[tta]) / len(
+        TTA[tta]
+    )
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("checkpoints", type=Path, nargs="+")
+    ap.add_argument("--sets", nargs="+", default=["mnist", "class", "usps"])
+    ap.add_argument("--extra", nargs="*", default=[], metavar="NAME=NPZ")
+    ap.add_argument("--tta", choices=sorted(TTA), default="none")
+    args = ap.parse_args()
+
+    paths = {"mnist": Path("data/mnist/test.npz"), "class": Path("data/class/digits.npz")}
+    paths |= {s: Path(f"data/external/{s}.npz") for s in args.sets if s not in paths}
+    paths |= {k: Path(v) for k, v in (e.split("=", 1) for e in args.extra)}
+    models = [load_checkpoint(p)[0] for p in args.checkpoints]
+    print(f"{len(models)} checkpoint(s), test-time augmentation: {args.tta}")
+    for name, path in paths.items():
+        if name == "mnist":
+            x, y = load_split(path)
+        else:
+            d = np.load(path)
+            x, y = torch.from_numpy(d["images"]), torch.from_numpy(d["labels"]).long()
+        probs = [probabilities(m, x, args.tta) for m in models]
+        single = [float((p.argmax(1) == y).double().mean()) for p in probs]
+        averaged = float((sum(probs).argmax(1) == y).double().mean())
+        print(
+            f"{name:<8} n={len(y):>6}  each "
+            + " ".join(f"{a:.2%}" for a in single)
+            + f"  mean {statistics.mean(single):.2%}  averaged {averaged:.2%}"
+        )
+
+
+if __name__ == "__main__":
+    main()
