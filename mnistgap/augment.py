@@ -184,10 +184,13 @@ def blur_matrices(sigma: torch.Tensor, size: int) -> torch.Tensor:
     """``(n, size, size)`` matrices B with ``B @ img @ B.T`` a Gaussian blur of std ``sigma``
     pixels per image (the identity where sigma is 0). Each row's weights sum to 1, so the
     ink's total stays and nothing leaks in from outside the image."""
-    pos = torch.arange(size, device=sigma.device, dtype=sigma.dtype)
-    d2 = (pos[:, None] - pos[None, :]) ** 2
-    s2 = (2 * sigma**2).clamp_min(1e-12)[:, None, None]
-    weights = torch.exp(-d2 / s2)
+    pos = torch.arange(size, device=sigma.device)
+    # exp of each distinct distance |i - j| once per image, then spread over the matrix: the
+    # same numbers as exp over all size x size entries, for 1/size of the exps (which, deep in
+    # underflow for narrow sigmas, are slow on CPU).
+    d2 = pos.to(sigma.dtype) ** 2
+    s2 = (2 * sigma**2).clamp_min(1e-12)[:, None]
+    weights = torch.exp(-d2 / s2)[:, (pos[:, None] - pos[None, :]).abs()]
     weights = weights / weights.sum(dim=-1, keepdim=True)
     eye = torch.eye(size, device=sigma.device, dtype=sigma.dtype)
     return torch.where((sigma > 0)[:, None, None], weights, eye)
@@ -199,12 +202,18 @@ def _blur(x: torch.Tensor, cfg: Blur, generator: torch.Generator) -> torch.Tenso
     n, c, h, w = x.shape
     apply = torch.rand(n, generator=generator, device=x.device) < cfg.p
     sigma = _uniform(n, cfg.sigma[0], cfg.sigma[1], generator, x.device) * apply
-    rows = blur_matrices(sigma.to(x.dtype), h)
-    cols = rows if h == w else blur_matrices(sigma.to(x.dtype), w)
-    flat = x.reshape(n, c * h, w) if c == 1 else None
-    if flat is None:  # several channels: blur each alike
-        return (rows[:, None] @ x @ cols[:, None].transpose(-1, -2)).contiguous()
-    return (rows @ flat @ cols.transpose(-1, -2)).view(n, c, h, w)
+    # Only the images drawn for a blur are computed (a quarter by default); the others are
+    # copied unchanged, as the identity matrices of blur_matrices would leave them.
+    picked = apply.nonzero().squeeze(1)
+    sigma = sigma.index_select(0, picked).to(x.dtype)
+    sub = x.index_select(0, picked)
+    rows = blur_matrices(sigma, h)
+    cols = rows if h == w else blur_matrices(sigma, w)
+    if c == 1:
+        blurred = (rows @ sub.reshape(-1, h, w) @ cols.transpose(-1, -2)).view(-1, c, h, w)
+    else:  # several channels: blur each alike
+        blurred = rows[:, None] @ sub @ cols[:, None].transpose(-1, -2)
+    return x.clone().index_copy_(0, picked, blurred)
 
 
 def augment_batch(x: torch.Tensor, cfg: Augment, generator: torch.Generator) -> torch.Tensor:

@@ -260,3 +260,25 @@ def test_blur_draws_its_width_per_image_and_p_zero_is_identity() -> None:
     peaks = out.amax(dim=(1, 2, 3))
     assert len(set(peaks.tolist())) == 64  # every image its own width
     assert torch.equal(augment_batch(x, _only(blur=Blur(enabled=True, p=0.0)), _gen()), x)
+
+
+def test_blur_equals_the_dense_gaussian_matrices_and_leaves_undrawn_images_alone() -> None:
+    """The blur computes exps per distance and only the drawn images; its output is, bit for
+    bit, each image through its own dense Gaussian matrices (exp over every entry)."""
+    x = _digits(300)
+    cfg = Blur(enabled=True, p=0.3, sigma=(0.5, 1.0))
+    out = augment_batch(x, _only(blur=cfg), _gen(5))
+    # The same draws as the blur makes: which images, then each one's width.
+    g = _gen(5)
+    drawn = torch.rand(300, generator=g) < cfg.p
+    sigma = cfg.sigma[0] + (cfg.sigma[1] - cfg.sigma[0]) * torch.rand(300, generator=g)
+    assert 50 < int(drawn.sum()) < 130
+    pos = torch.arange(28.0)
+    d2 = (pos[:, None] - pos[None, :]) ** 2
+    for i in range(300):
+        if not drawn[i]:
+            assert torch.equal(out[i], x[i])
+            continue
+        b = torch.exp(-d2 / (2 * sigma[i] ** 2))
+        b = b / b.sum(dim=1, keepdim=True)
+        assert torch.equal(out[i, 0], (b @ x[i, 0] @ b.T).clamp(0.0, 1.0))
