@@ -14,7 +14,8 @@ Adam's Python side per tensor. The step here does the same arithmetic in about 3
   ``{0, 1/(1-p)}``, so ``dh/dz = 1/(1-p)`` exactly where ``h > 0`` and 0 elsewhere.
 
 The arithmetic is that of ``nn.Linear`` + ReLU + :class:`mnistgap.models.Dropout` + mean
-cross-entropy; ``tests/test_fused_mlp.py`` checks loss and gradients against autograd.
+cross-entropy (optionally label-smoothed); ``tests/test_fused_mlp.py`` checks loss and
+gradients against autograd.
 """
 
 from __future__ import annotations
@@ -60,13 +61,16 @@ class FusedMLPStep:
     """Forward and backward of an :class:`MLP` in ``dtype`` (bf16 or fp32) with fp32 master
     weights; the gradient lands in ``flat.grad`` for an optimizer over ``[flat]``."""
 
-    def __init__(self, model: MLP, dtype: torch.dtype = torch.float32) -> None:
+    def __init__(
+        self, model: MLP, dtype: torch.dtype = torch.float32, label_smoothing: float = 0.0
+    ) -> None:
         linears = covered_linears(model)
         params = [t for lin in linears for t in (lin.weight, lin.bias)]
         device = params[0].device
         self.dtype = dtype
         self.device = device
         self.dropout_p = float(model.dropout_p)
+        self.label_smoothing = float(label_smoothing)
         self.flat = nn.Parameter(torch.cat([t.detach().reshape(-1) for t in params]))
         self.flat.grad = torch.zeros_like(self.flat)
         #: What the optimizer updates: the one flat buffer.
@@ -106,8 +110,9 @@ class FusedMLPStep:
     def forward_backward(
         self, x: torch.Tensor, y: torch.Tensor, masks: list[torch.Tensor] | None
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Mean cross-entropy of ``x`` (B, 784) in ``self.dtype`` against ``y``; writes
-        its gradient into ``flat.grad``. Returns (loss, fp32 logits), both detached."""
+        """Mean cross-entropy (label-smoothed) of ``x`` (B, 784) in ``self.dtype`` against
+        ``y``; writes its gradient into ``flat.grad``. Returns (loss, fp32 logits), both
+        detached."""
         if self.dtype != torch.float32:
             self._low.copy_(self.flat)  # this step's weights in bf16: one cast
         scale = 1.0 / (1.0 - self.dropout_p)
@@ -119,10 +124,15 @@ class FusedMLPStep:
         logits = torch.addmm(b, acts[-1], w.t()).float()
 
         logp = torch.log_softmax(logits, dim=1)
-        loss = F.nll_loss(logp, y)
-        # d(mean CE)/d logits = (softmax - one_hot) / B; the 1 is subtracted in place at each
-        # row's label (the same numbers as subtracting a one-hot matrix, two ops fewer).
+        e = self.label_smoothing
+        # With smoothing the target is (1 - e) one_hot + e / K, as F.cross_entropy takes it.
+        loss = F.cross_entropy(logits, y, label_smoothing=e) if e else F.nll_loss(logp, y)
+        # d(mean CE)/d logits = (softmax - target) / B; the label's 1 - e is subtracted in
+        # place at each row's label (the same numbers as subtracting a one-hot matrix, two
+        # ops fewer), then e / K from every entry.
         d = logp.exp_().scatter_add_(1, y.unsqueeze(1), self._minus_one(len(y)))
+        if e:
+            d.sub_(e / logits.shape[1])
         d = d.div_(len(y)).to(self.dtype)
         for i in range(len(self._weights) - 1, -1, -1):
             w, _ = self._weights[i]
@@ -139,9 +149,10 @@ class FusedMLPStep:
         return loss, logits
 
     def _minus_one(self, batch: int) -> torch.Tensor:
-        """A (batch, 1) fp32 column of -1 (kept between steps: one allocation fewer)."""
+        """A (batch, 1) fp32 column of -(1 - label_smoothing): -1 without smoothing (kept
+        between steps: one allocation fewer)."""
         if self._neg is None or len(self._neg) != batch:
-            self._neg = torch.full((batch, 1), -1.0, device=self.device)
+            self._neg = torch.full((batch, 1), self.label_smoothing - 1.0, device=self.device)
         return self._neg
 
     def prepare(self, x: torch.Tensor) -> torch.Tensor:

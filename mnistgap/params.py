@@ -218,6 +218,14 @@ class TrainParams(Section):
         description="early stopping: epochs without a lower validation loss before stopping; "
         "0 = off (keep the last epoch)",
     )
+    label_smoothing: float = Field(
+        0.1,
+        ge=0,
+        lt=1,
+        description="cross-entropy against (1 - e) x the label + e / 10 on every digit: "
+        "training and validation losses (and so early stopping) use it, evaluation reports "
+        "plain cross-entropy; 0 = the study's loss",
+    )
     lr_schedule: Literal["none", "cosine"] = Field(
         "cosine",
         description="none (constant lr, the report) | cosine (decay to 0 over max_epochs, "
@@ -277,6 +285,7 @@ LAYOUT: tuple[tuple[str, tuple[str, ...]], ...] = (
             "batch_size",
             "max_epochs",
             "patience",
+            "label_smoothing",
             "lr_schedule",
             "device",
             "precision",

@@ -71,8 +71,10 @@ def config_of(params: Mapping[str, Any]) -> dict[str, Any]:
 
 def spread_of(seeds: Sequence[Mapping[str, Any]], params: Params) -> Mapping[str, Any] | None:
     """The seed-spread record of this run's configuration, if one was measured. A record's
-    params are completed with the defaults of keys added after it was measured: a new key's
-    default keeps what ran before (``ensemble: 1`` is one model, as every record trained)."""
+    params are completed with the defaults of keys added after it was measured, for keys
+    whose default keeps what ran before (``ensemble: 1`` is one model, as every record
+    trained); a record measured before a key whose default changed the training carries that
+    key explicitly (``label_smoothing: 0.0`` in the records from before it)."""
     wanted = config_of(as_file_dict(params))
     return next(
         (s for s in seeds if config_of(as_file_dict(validate(s["params"]))) == wanted), None

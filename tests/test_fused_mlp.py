@@ -84,7 +84,12 @@ def _mlp(dropout: float = 0.2, seed: int = 0) -> MLP:
 
 
 def _module_reference(
-    model: MLP, x: torch.Tensor, y: torch.Tensor, masks: list[torch.Tensor] | None, bf16: bool
+    model: MLP,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    masks: list[torch.Tensor] | None,
+    bf16: bool,
+    label_smoothing: float = 0.0,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Loss, logits and flat gradient of the module's own ``forward`` in training mode,
     through autograd (and autocast in bf16), with its dropout layers given ``masks``."""
@@ -96,23 +101,24 @@ def _module_reference(
     ):
         logits = model(x)
     assert next(pending, None) is None, "every mask was used"
-    loss = F.cross_entropy(logits.float(), y)
+    loss = F.cross_entropy(logits.float(), y, label_smoothing=label_smoothing)
     loss.backward()
     grad = torch.cat([t.grad.reshape(-1) for t in model.parameters()])
     return loss.detach(), logits.detach().float(), grad
 
 
-@pytest.mark.parametrize("dropout", [0.2, 0.0])
-def test_fp32_step_equals_the_modules_forward(dropout: float) -> None:
-    """Loss and logits bit for bit; the gradient to 1e-7 (the matmuls sum in another order)."""
+@pytest.mark.parametrize(("dropout", "smoothing"), [(0.2, 0.0), (0.0, 0.0), (0.2, 0.1), (0.0, 0.3)])
+def test_fp32_step_equals_the_modules_forward(dropout: float, smoothing: float) -> None:
+    """Loss and logits bit for bit; the gradient to 1e-7 (the matmuls sum in another order).
+    With label smoothing, against F.cross_entropy's ``label_smoothing``."""
     ref = _mlp(dropout)
-    step = FusedMLPStep(copy.deepcopy(ref), torch.float32)
+    step = FusedMLPStep(copy.deepcopy(ref), torch.float32, smoothing)
     g = torch.Generator().manual_seed(5)
     x, y = torch.randn(20, 784, generator=g), torch.randint(0, 10, (20,), generator=g)
     masks = step.draw_masks(20)
     assert (masks is None) == (dropout == 0)
     loss, logits = step.forward_backward(x, y, masks)
-    ref_loss, ref_logits, ref_grad = _module_reference(ref, x, y, masks, bf16=False)
+    ref_loss, ref_logits, ref_grad = _module_reference(ref, x, y, masks, False, smoothing)
     assert torch.equal(loss, ref_loss) and torch.equal(logits, ref_logits)
     torch.testing.assert_close(step.flat.grad, ref_grad, atol=1e-7, rtol=0)
 

@@ -8,9 +8,11 @@ from collections.abc import Callable
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 import mnistgap.training as training
 from mnistgap.device import select_device
+from mnistgap.metrics import predict_logits
 from mnistgap.models import build_model, members
 from mnistgap.params import Augment, ModelParams, TrainParams
 from mnistgap.training import (
@@ -145,11 +147,35 @@ def test_train_model_learns_the_synthetic_digits(tiny_data: tuple[torch.Tensor, 
     # Cosine schedule: the lr falls every epoch and reaches 0 after the last step.
     lrs = [r["lr"] for r in result.history]
     assert lrs[0] < 1.0e-3 and lrs[0] > lrs[1] > lrs[2] and lrs[2] == pytest.approx(0.0, abs=1e-12)
-    # The recorded val metrics are those of the kept weights.
+    # The recorded val metrics are those of the kept weights, under the training loss: the
+    # default label smoothing (0.1), not plain cross-entropy.
     best = result.history[result.best_epoch - 1]
-    val_loss, val_acc = training.evaluate_loss_acc(model, tiny_data[2], tiny_data[3], 256, CPU)
+    val = (model, tiny_data[2], tiny_data[3], 256, CPU)
+    val_loss, val_acc = training.evaluate_loss_acc(*val, 0.1)
     assert val_loss == pytest.approx(best["val_loss"], rel=1e-5)
     assert val_acc == best["val_acc"]
+    plain_loss, _ = training.evaluate_loss_acc(*val)
+    assert plain_loss < 0.9 * val_loss
+
+
+@pytest.mark.parametrize("model", ["mlp", "cnn"])
+def test_label_smoothing_is_the_training_and_validation_loss(
+    tiny_data: tuple[torch.Tensor, ...], model: str
+) -> None:
+    """Both steps (the MLP's hand-written one, autograd for the CNN) train on the smoothed
+    loss, and the recorded validation loss is F.cross_entropy's with that smoothing."""
+    weights = []
+    for smoothing in (0.0, 0.3):
+        torch.manual_seed(0)
+        net = build_model(ModelParams(model=model, hidden=[64], cnn_channels=[4, 8]))
+        cfg = _cfg(max_epochs=2, patience=0, label_smoothing=smoothing, lr=3.0e-3)
+        row = train_model(net, *tiny_data, cfg, NO_AUGMENT, CPU).history[-1]
+        logits = predict_logits(net, tiny_data[2], 256, CPU)
+        expected = F.cross_entropy(logits, tiny_data[3], label_smoothing=smoothing).item()
+        assert row["val_loss"] == pytest.approx(expected, rel=1e-5)
+        assert row["val_acc"] > 0.6
+        weights.append(torch.cat([v.float().flatten() for v in net.state_dict().values()]))
+    assert not torch.allclose(weights[0], weights[1], atol=1e-4)
 
 
 def test_train_model_is_deterministic(tiny_data: tuple[torch.Tensor, ...]) -> None:
