@@ -185,10 +185,12 @@ def _cross_dataset(r: ReportInputs, params: Params, same_collection: bool) -> li
     return out
 
 
-def _training_sentence(train: Mapping[str, Any]) -> str:
-    """What training kept: the epoch of one model, or each member of an ensemble."""
+def _training_sentence(train: Mapping[str, Any], label_smoothing: float = 0.0) -> str:
+    """What training kept: the epoch of one model, or each member of an ensemble. The
+    validation loss is training's: label-smoothed where training smoothed."""
+    smoothed = f" (label smoothing {label_smoothing:g})" if label_smoothing else ""
     val = (
-        f"validation loss {_num(train.get('best_val_loss'))}, accuracy "
+        f"validation loss{smoothed} {_num(train.get('best_val_loss'))}, accuracy "
         f"{_pct(train.get('best_val_acc'))}"
     )
     if "members" not in train:
@@ -296,7 +298,7 @@ def render_report(r: ReportInputs, params: Params) -> str:
     )
     out += _cross_dataset(r, params, same_collection)
     out.append(
-        f"{_training_sentence(r.train)} "
+        f"{_training_sentence(r.train, params.label_smoothing)} "
         f"{len(r.rejected)} entries of the class folder were not used (see "
         "[`class/rejected.csv`](class/rejected.csv)).\n"
     )

@@ -331,6 +331,8 @@ def test_train_an_ensemble(
     assert [r.split("\t")[0] for r in rows[1:]] == ["0", "1"]
     sentence = _training_sentence(summary)
     assert sentence.startswith("An ensemble of 2 models") and "seed 6: epoch 1 of 1" in sentence
+    assert "(label smoothing 0.1) " in _training_sentence(summary, 0.1)
+    assert "label smoothing" not in sentence
 
 
 # --------------------------------------------------------------------------- evaluate_mnist
@@ -451,6 +453,7 @@ def test_report_contents(pipeline: Pipeline) -> None:
     assert "3 groups of 10 digits; median group accuracy" in groups
     assert "![USPS test confusion matrix](external/usps/confusion.png)" in text
     assert f"Training kept epoch {train['best_epoch']} of 2" in text
+    assert f"(best validation loss (label smoothing 0.1) {train['best_val_loss']:.4f}" in text
     leakage = text.split("## Leakage check", 1)[1].split("\n## ", 1)[0]
     assert "1 of 30 class digits" in leakage and "0.1" in leakage  # flagged, threshold
     assert "groups with flagged digits: 1: 1" in leakage
