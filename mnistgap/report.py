@@ -8,6 +8,7 @@ are linked relative to ``reports/`` so the report reads on GitHub and offline.
 
 from __future__ import annotations
 
+import math
 import statistics
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -181,6 +182,15 @@ def _cross_dataset(r: ReportInputs, params: Params, same_collection: bool) -> li
             f"{', '.join(str(x['seed']) for x in record['runs'])} (`{record['name']}` in "
             f"`reports/seeds/`, measured on {env.get('processor', '?')}, "
             f"{env.get('isa', '?')}, {env.get('precision', '?')}).\n"
+        )
+    e = params.label_smoothing
+    if e:
+        floor = -math.log(1 - e + e / 10)
+        out.append(
+            f"Losses are plain cross-entropy. Trained with label smoothing {e:g}, the model "
+            f"gives a digit it is sure of probability {1 - e + e / 10:.2f}, not 1: even a "
+            f"right answer costs {floor:.3f}, so compare losses only between runs with the "
+            "same `label_smoothing`.\n"
         )
     return out
 

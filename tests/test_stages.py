@@ -454,6 +454,7 @@ def test_report_contents(pipeline: Pipeline) -> None:
     assert "![USPS test confusion matrix](external/usps/confusion.png)" in text
     assert f"Training kept epoch {train['best_epoch']} of 2" in text
     assert f"(best validation loss (label smoothing 0.1) {train['best_val_loss']:.4f}" in text
+    assert "probability 0.91, not 1: even a right answer costs 0.094" in text  # -log(0.91)
     leakage = text.split("## Leakage check", 1)[1].split("\n## ", 1)[0]
     assert "1 of 30 class digits" in leakage and "0.1" in leakage  # flagged, threshold
     assert "groups with flagged digits: 1: 1" in leakage
