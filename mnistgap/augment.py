@@ -10,8 +10,8 @@ Input and output are float tensors ``(B, C, H, W)`` in ``[0, 1]`` with 0 = backg
 
 Order of operations (each one optional; the settings are :class:`mnistgap.params.Augment`):
 
-1. random affine (torchvision ``RandomAffine`` semantics), ONE sampling grid and ONE
-   bilinear ``grid_sample`` for the batch;
+1. random affine (torchvision ``RandomAffine`` semantics) after a random width stretch,
+   ONE sampling grid and ONE bilinear ``grid_sample`` for the batch;
 2. blur: a Gaussian of random width (low-resolution scans and photos, soft pens);
 
 then clamp to ``[0, 1]``. (Elastic distortion, stroke thickness, contrast, noise and random
@@ -20,6 +20,7 @@ erasing were here too; measured on every evaluation set, none helped on any, so 
 
 from __future__ import annotations
 
+import math
 from typing import NamedTuple
 
 import torch
@@ -133,9 +134,21 @@ def random_affine_matrices(
     size: tuple[int, int] = (28, 28),
 ) -> torch.Tensor:
     """n independent random affine thetas ``(n, 2, 3)`` for ``F.affine_grid`` (see
-    :func:`sample_affine_params` and :func:`affine_matrices`)."""
+    :func:`sample_affine_params` and :func:`affine_matrices`), each after a random width
+    stretch when ``cfg.stretch`` > 1.
+
+    The stretch multiplies the digit's width by ``1 / r``, ``log r ~ U(-log s, log s)``,
+    before the rotation, zoom, shear and shift: theta maps output to input pixels, so it is
+    theta's x row times r. Its factors are drawn after torchvision's parameters, so
+    ``stretch: 1`` leaves the random stream (and the augmented images) as they were.
+    """
     p = sample_affine_params(n, cfg, generator, device, size)
-    return affine_matrices(*p, size=size, dtype=dtype)
+    theta = affine_matrices(*p, size=size, dtype=dtype)
+    if cfg.enabled and cfg.stretch != 1.0:
+        u = torch.rand(n, generator=generator, device=device)
+        r = torch.exp((2 * u - 1) * math.log(cfg.stretch)).to(dtype)
+        theta[:, 0, :] *= r[:, None]
+    return theta
 
 
 def _grid_basis(h: int, w: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:

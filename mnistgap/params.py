@@ -57,7 +57,8 @@ def _check_pair(name: str, pair: tuple[float, ...], low: float | None = None) ->
 
 # --------------------------------------------------------------------------- augmentation
 class Affine(Section):
-    """the report's RandomAffine(degrees=5, translate=(0.1, 0.1), scale=(0.8, 1.2), shear=5)"""
+    """the report's RandomAffine(degrees=5, translate=(0.1, 0.1), scale=(0.8, 1.2), shear=5)
+    after a random width stretch"""
 
     enabled: bool = True
     degrees: float = Field(
@@ -69,6 +70,13 @@ class Affine(Section):
     scale: Pair = Field((0.8, 1.2), description="zoom drawn from U(low, high)")
     shear: float = Field(
         5.0, ge=0, le=89, description="x-shear in degrees drawn from U(-shear, shear)"
+    )
+    stretch: float = Field(
+        1.0,
+        ge=1,
+        le=2,
+        description="width times a factor drawn log-uniformly from [1/stretch, stretch], before "
+        "the affine (not in the report); 1 = off",
     )
 
     @model_validator(mode="after")

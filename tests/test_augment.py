@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -185,16 +187,52 @@ def test_integer_translation_is_exact_shift() -> None:
 
 def test_affine_with_no_range_is_identity() -> None:
     x = _digits(4)
-    cfg = Augment(affine=Affine(degrees=0, translate=0, scale=(1.0, 1.0), shear=0))
+    cfg = _only(affine=Affine(degrees=0, translate=0, scale=(1.0, 1.0), shear=0, stretch=1.0))
     torch.testing.assert_close(augment_batch(x, cfg, _gen()), x, atol=1e-5, rtol=0)
 
 
 def test_random_matrices_built_from_sampled_params() -> None:
-    cfg = Affine()
+    cfg = Affine(stretch=1.0)  # the report's RandomAffine alone
     p = sample_affine_params(10, cfg, _gen(3), "cpu")
     theta = random_affine_matrices(10, cfg, _gen(3), "cpu", torch.float64)
     assert theta.shape == (10, 2, 3) and theta.dtype == torch.float64
     torch.testing.assert_close(theta, affine_matrices(*p, size=(28, 28), dtype=torch.float64))
+
+
+def test_stretch_scales_the_x_row_log_uniformly_after_the_same_draws() -> None:
+    n, s = 20_000, 1.5
+    plain = random_affine_matrices(n, Affine(stretch=1.0), _gen(4), "cpu", torch.float64)
+    theta = random_affine_matrices(n, Affine(stretch=s), _gen(4), "cpu", torch.float64)
+    # The y row is untouched; the x row (with its shift) is multiplied by one r per image.
+    torch.testing.assert_close(theta[:, 1], plain[:, 1], rtol=0, atol=0)
+    r = theta[:, 0, 0] / plain[:, 0, 0]
+    torch.testing.assert_close(theta[:, 0], plain[:, 0] * r[:, None])
+    log_r = r.log()
+    assert float(log_r.abs().max()) <= math.log(s) + 1e-6
+    assert float(log_r.min()) < -0.99 * math.log(s) and float(log_r.max()) > 0.99 * math.log(s)
+    # Log-uniform: log r has mean 0 and the standard deviation of U(-log s, log s).
+    assert abs(float(log_r.mean())) < 0.01
+    assert abs(float(log_r.std()) - math.log(s) / math.sqrt(3)) < 0.005
+
+
+def test_stretch_changes_the_width_and_keeps_the_height() -> None:
+    """With the affine's other parts at identity, a centred blob's horizontal spread is
+    multiplied by 1/r in [1/s, s], both ways, while its vertical spread stays."""
+    s = 1.3
+    cfg = _only(affine=Affine(degrees=0, translate=0, scale=(1.0, 1.0), shear=0, stretch=s))
+    x = _blob(cx=13.5, cy=13.5).expand(256, 1, 28, 28).contiguous()
+    out = augment_batch(x, cfg, _gen(5))
+    coords = torch.arange(28.0) - 13.5
+
+    def spread(img: torch.Tensor, dim: int) -> torch.Tensor:
+        profile = img.sum(dim=(1, dim))  # (n, 28): summed over the channel and other axis
+        return ((profile * coords**2).sum(1) / profile.sum(1)).sqrt()
+
+    width = spread(out, 2) / spread(x, 2)
+    height = spread(out, 3) / spread(x, 3)
+    assert float(width.min()) > 1 / s - 0.02 and float(width.max()) < s + 0.02
+    assert float(width.min()) < 0.85 and float(width.max()) > 1.2
+    torch.testing.assert_close(height, torch.ones_like(height), atol=0.02, rtol=0)
 
 
 def test_affine_parameter_distribution() -> None:
