@@ -94,7 +94,7 @@ class FlattenChannelsLast(nn.Module):
 class CNN(nn.Module):
     """Small all-convolutional net: per block a 3x3 conv with stride 2 (it halves the image,
     instead of a max-pool after a full-size conv), BatchNorm and ReLU; then a 128-unit hidden
-    layer with dropout. BatchNorm lets it converge within 20 epochs. The stride-2 convs do a
+    layer with dropout. BatchNorm lets it converge within 14 epochs. The stride-2 convs do a
     quarter of the arithmetic of full-size convs and keep every activation 4x smaller, which
     is what the CPU's time went to (BatchNorm, ReLU and pooling over 28x28 maps); weights and
     activations are channels-last, the layout oneDNN's CPU convolutions run fastest in."""

@@ -27,6 +27,8 @@ LIST_ALL_GROUPS = 20
 WORST_LISTED, BEST_LISTED = 10, 5
 #: Params that do not change what a seed-spread record measured (the seed itself varies).
 _NOT_CONFIG = {"seed", "device", "eval_batch_size", "leakage"}
+#: The other kind's architecture: an MLP has no channels, a CNN no hidden widths.
+_UNUSED_BY = {"mlp": {"cnn_channels"}, "cnn": {"hidden"}}
 
 
 @dataclass(frozen=True)
@@ -66,8 +68,10 @@ def _table(header: list[str], rows: list[list[str]]) -> str:
 
 def config_of(params: Mapping[str, Any]) -> dict[str, Any]:
     """What a seed-spread record must share with a run to be its spread: every param but the
-    seed and those that cannot change the numbers (params.yaml's dump in file order)."""
-    return {k: v for k, v in params.items() if k not in _NOT_CONFIG}
+    seed and those that cannot change the numbers, such as the other model kind's widths
+    (params.yaml's dump in file order)."""
+    unused = _NOT_CONFIG | _UNUSED_BY.get(params.get("model", ""), set())
+    return {k: v for k, v in params.items() if k not in unused}
 
 
 def spread_of(seeds: Sequence[Mapping[str, Any]], params: Params) -> Mapping[str, Any] | None:

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
-from mnistgap.params import Params, as_file_dict
-from mnistgap.report import ReportInputs, render_report, spread_of
+import yaml
+
+from mnistgap.params import Params, as_file_dict, validate
+from mnistgap.report import ReportInputs, config_of, render_report, spread_of
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def _block(acc: float, n: int = 40) -> dict[str, Any]:
@@ -81,6 +87,12 @@ def test_the_seed_spread_of_the_same_configuration_is_shown() -> None:
     older = {**record, "params": {k: v for k, v in record["params"].items() if k != "ensemble"}}
     assert spread_of([older], params) is older
     assert spread_of([older], params.model_copy(update={"ensemble": 3})) is None
+    # The other kind's widths do not matter: an MLP record measured when the CNN's channels
+    # had another default is still an MLP run's spread; a CNN's channels do matter.
+    mlp = params.model_copy(update={"model": "mlp"})
+    assert spread_of([other], mlp.model_copy(update={"cnn_channels": [8]})) is other
+    assert spread_of([record], params.model_copy(update={"cnn_channels": [8]})) is None
+    assert spread_of([record], params.model_copy(update={"hidden": [8]})) is record
     text = render_report(_inputs(5, seeds=[other, record]), params)
     table = text.split("## Every evaluation set", 1)[1].split("\n## ", 1)[0]
     assert "| 98.73% (98.50%–99.00%, 3 seeds) |" in table
@@ -90,3 +102,25 @@ def test_the_seed_spread_of_the_same_configuration_is_shown() -> None:
     assert "seeds 1, 2, 3 (`default` in `reports/seeds/`" in table
     spread = text.split("## Seed spread of every measured configuration", 1)[1]
     assert "| `mlp` | `model=mlp` |" in spread and "| `default` | defaults |" in spread
+
+
+def test_every_seed_record_s_settings_reproduce_its_configuration_from_today_s_defaults() -> None:
+    """A record's `set` is the `dvc exp run -S` recipe the report prints beside it: applied to
+    today's defaults it must give the configuration the record measured (DVC reads each value
+    as YAML), so a changed default comes with updated recipes."""
+    records = sorted((REPO / "reports" / "seeds").glob("*.json"))
+    assert len(records) >= 2
+    for path in records:
+        record = json.loads(path.read_text(encoding="utf-8"))
+        assert record["name"] == path.stem
+        params = as_file_dict(Params())
+        for key, value in record["set"].items():
+            *parents, leaf = key.split(".")
+            node = params
+            for part in parents:
+                node = node[part]
+            assert leaf in node, f"{path.name}: unknown key {key}"
+            node[leaf] = yaml.safe_load(value)
+        got = config_of(as_file_dict(validate(params)))
+        want = config_of(as_file_dict(validate(record["params"])))
+        assert got == want, f"{path.name}: {[k for k in want if got.get(k) != want[k]]} differ"
