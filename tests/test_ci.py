@@ -104,6 +104,21 @@ def test_another_machine_kind_may_differ_within_the_seed_spread() -> None:
     assert ci.compare(committed, outside, False, None) == []
 
 
+def test_a_lucky_narrow_seed_spread_is_widened_to_the_sampling_error() -> None:
+    # Three seeds within 0.03 points on 10,000 digits: 2 x 0.0003 would be the allowance.
+    narrow = {"runs": [{"mnist": 0.9919}, {"mnist": 0.9922}, {"mnist": 0.992}]}
+    committed, now = {"mnist": 0.9899}, {"mnist": 0.9921}
+    assert ci.compare(committed, now, False, narrow)  # the spread alone: fails
+    # 2 x sqrt(2 x 0.9899 x 0.0101 / 10,000) = 0.00283: a 0.0022 difference is within it.
+    assert abs(ci.sampling_floor(0.9899, 10_000) - 0.002828) < 1e-5
+    assert ci.compare(committed, now, False, narrow, {"mnist": 10_000}) == []
+    [problem] = ci.compare(committed, {"mnist": 0.9930}, False, narrow, {"mnist": 10_000})
+    assert "> 0.0028 allowed" in problem
+    # A wide spread still rules; the same kind stays exact.
+    assert ci.compare({"mnist": 0.9874}, {"mnist": 0.9800}, False, RECORD, {"mnist": 10_000}) == []
+    assert ci.compare(committed, now, True, narrow, {"mnist": 10_000})
+
+
 def test_the_workflow_runs_the_one_ci_definition() -> None:
     workflow = yaml.safe_load((REPO / ".github/workflows/reports.yml").read_text(encoding="utf-8"))
     steps = [s for job in workflow["jobs"].values() for s in job["steps"]]
