@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
@@ -126,7 +127,9 @@ def test_lr_written_as_1e_3_is_a_string_and_the_message_says_how_to_write_it(
 ) -> None:
     path = tmp_path / "params.yaml"
     text = PARAMS_YAML.read_text(encoding="utf-8")
-    path.write_text(text.replace("\nlr: 1.0e-3 ", "\nlr: 1e-3 "), encoding="utf-8")
+    text, n = re.subn(r"\nlr: \S+ ", "\nlr: 1e-3 ", text)
+    assert n == 1
+    path.write_text(text, encoding="utf-8")
     assert yaml.safe_load(path.read_text(encoding="utf-8"))["lr"] == "1e-3"  # PyYAML 1.1
     msg = _error(path)
     assert "'lr'" in msg and "1.0e-3" in msg and "'1e-3' (str)" in msg

@@ -572,7 +572,10 @@ def test_bad_lr_fails_before_any_work(
     tiny_mnist: Any,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    text = (REPO / "params.yaml").read_text(encoding="utf-8").replace("lr: 1.0e-3", "lr: 1e-3")
+    text, n = re.subn(
+        r"\nlr: \S+ ", "\nlr: 1e-3 ", (REPO / "params.yaml").read_text(encoding="utf-8")
+    )
+    assert n == 1
     params = tmp_path / "params.yaml"
     params.write_text(text, encoding="utf-8")
     argv = [
