@@ -57,8 +57,8 @@ def _check_pair(name: str, pair: tuple[float, ...], low: float | None = None) ->
 
 # --------------------------------------------------------------------------- augmentation
 class Affine(Section):
-    """the report's RandomAffine(degrees=5, translate=(0.1, 0.1), scale=(0.8, 1.2), shear=5)
-    after a random width stretch"""
+    """the report's RandomAffine(degrees=5, translate=(0.1, 0.1), scale=(0.8, 1.2), shear=5),
+    optionally after a random width stretch"""
 
     enabled: bool = True
     degrees: float = Field(

@@ -143,9 +143,10 @@ def allowed_difference(record: Mapping[str, Any] | None, metric: str) -> float:
 def sampling_floor(accuracy: float, n: int) -> float:
     """SPREADS x the standard error of the difference of two accuracies on n digits,
     sqrt(2 p (1 - p) / n). Three seeds can land close together by chance (the default's
-    MNIST accuracies span 0.03 points, a quarter of this floor at n = 10,000), and a range
-    that small is not the tolerance between machines; two models reading one test set differ
-    less than two independent samples of it would, so this bounds the allowance from below."""
+    three MNIST accuracies span 0.03 points: twice that is a quarter of this floor at
+    n = 10,000), and a range that small is not the tolerance between machines; two models
+    reading one test set differ less than two independent samples of it would, so this
+    bounds the allowance from below."""
     return SPREADS * math.sqrt(2 * accuracy * (1 - accuracy) / n)
 
 
