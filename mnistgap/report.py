@@ -189,12 +189,12 @@ def _cross_dataset(r: ReportInputs, params: Params, same_collection: bool) -> li
         )
     e = params.label_smoothing
     if e:
-        floor = -math.log(1 - e + e / 10)
+        sure = 1 - e + e / 10  # the smoothed target's probability of the label, 10 digits
         out.append(
             f"Losses are plain cross-entropy. Trained with label smoothing {e:g}, the model "
-            f"gives a digit it is sure of probability {1 - e + e / 10:.2f}, not 1: even a "
-            f"right answer costs {floor:.3f}, so compare losses only between runs with the "
-            "same `label_smoothing`.\n"
+            f"gives a digit it is sure of probability {sure:.2f}, not 1: even a right answer "
+            f"costs {-math.log(sure):.3f}, so compare losses only between runs with the same "
+            "`label_smoothing`.\n"
         )
     return out
 
