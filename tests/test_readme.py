@@ -56,3 +56,18 @@ def test_exp_show_view_keeps_the_headline_and_the_params() -> None:
     ]
     assert [c for c in kept if drop.match(c)] == []
     assert [c for c in dropped if not drop.match(c)] == []
+
+
+def test_readme_s_deeper_cnn_recipe_is_the_one_its_seed_records_measured() -> None:
+    """The Quickstart's `$D` (the strongest option's base) sets exactly what the `cnn-deep`
+    and `dev-cnn-deep` records were run with, so the numbers quoted for it are its own."""
+    import json
+
+    text = (REPO / "README.md").read_text(encoding="utf-8")
+    [recipe] = re.findall(r'^D="([^"]+)"$', text, flags=re.MULTILINE)
+    settings = dict(s.split("=", 1) for s in re.findall(r"-S (\S+)", recipe))
+    for name in ("cnn-deep", "dev-cnn-deep"):
+        record = json.loads((REPO / "reports" / "seeds" / f"{name}.json").read_text())
+        recorded = {k: v for k, v in record["set"].items() if k != "class_digits.dir"}
+        assert settings == recorded, name
+        assert settings["cnn_channels"] == "[32,64,128]"
