@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -61,8 +62,6 @@ def test_exp_show_view_keeps_the_headline_and_the_params() -> None:
 def test_readme_s_deeper_cnn_recipe_is_the_one_its_seed_records_measured() -> None:
     """The Quickstart's `$D` (the strongest option's base) sets exactly what the `cnn-deep`
     and `dev-cnn-deep` records were run with, so the numbers quoted for it are its own."""
-    import json
-
     text = (REPO / "README.md").read_text(encoding="utf-8")
     [recipe] = re.findall(r'^D="([^"]+)"$', text, flags=re.MULTILINE)
     settings = dict(s.split("=", 1) for s in re.findall(r"-S (\S+)", recipe))
