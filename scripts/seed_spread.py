@@ -1,6 +1,6 @@
 """Measure the seed spread of a configuration: one `dvc exp run --temp` per seed, one record.
 
-    python scripts/seed_spread.py NAME [--seeds 1 2 3] [-S key=value ...]
+    python scripts/seed_spread.py NAME [--seeds 1 2 3] [--keep] [-S key=value ...]
     python scripts/seed_spread.py default
     python scripts/seed_spread.py cnn -S model=cnn
     python scripts/seed_spread.py dev -S class_digits.dir=$(realpath ../shared/class_digits_dev)
@@ -13,6 +13,11 @@ seed the accuracy on MNIST test, the class folder (with and without MNIST look-a
 every independent set. The report stage reads every record there: it shows the spread beside
 the run whose configuration a record measured. A relative class_digits.dir is read inside the
 temporary copy of the repository, so give other folders as absolute paths.
+
+``--keep`` reads an experiment NAME-seedN that already exists instead of running it again
+(a record interrupted part-way, or one seed run by hand with the same settings), provided it
+ran the committed code: every Python file its dvc.lock lists must have the md5 it has in
+HEAD's dvc.lock. Every record's runs must agree on all params but the seed.
 """
 
 from __future__ import annotations
@@ -51,16 +56,52 @@ def _read(ref: str, path: str) -> dict:
     return json.loads(_git("show", f"{ref}:{path}"))
 
 
-def run_seed(name: str, seed: int, sets: list[str]) -> dict:
-    """One experiment: the pipeline with this seed; returns its headline numbers."""
+def _code_md5s(lock: dict) -> dict[str, str]:
+    """path -> md5 of every Python file that a stage of this dvc.lock depends on."""
+    return {
+        dep["path"]: dep["md5"]
+        for stage in lock["stages"].values()
+        for dep in stage.get("deps", [])
+        if dep["path"].endswith(".py")
+    }
+
+
+def changed_code(kept_lock: dict, head_lock: dict) -> list[str]:
+    """The Python files whose md5 in a kept experiment's dvc.lock is not HEAD's."""
+    head = _code_md5s(head_lock)
+    return sorted(p for p, md5 in _code_md5s(kept_lock).items() if head.get(p) != md5)
+
+
+def differing_params(params: list[Params]) -> list[str]:
+    """The top-level params, other than the seed, on which these runs disagree."""
+    files = [as_file_dict(p) for p in params]
+    return sorted(
+        k for k in files[0] if k != "seed" and any(f.get(k) != files[0][k] for f in files)
+    )
+
+
+def run_seed(name: str, seed: int, sets: list[str], keep: bool = False) -> dict:
+    """One experiment: the pipeline with this seed; returns its headline numbers. With
+    ``keep``, an existing experiment of that name is read instead (if it ran HEAD's code)."""
     exp = f"{name}-seed{seed}"
-    subprocess.run(["dvc", "exp", "remove", exp], cwd=REPO, capture_output=True, check=False)
-    cmd = ["dvc", "exp", "run", "--temp", "-n", exp, "-S", f"seed={seed}"]
-    for s in sets:
-        cmd += ["-S", s]
-    print("$ " + " ".join(cmd), flush=True)
-    subprocess.run(cmd, cwd=REPO, check=True)
-    ref = _exp_ref(exp)
+    refs = _git("for-each-ref", "--format=%(refname)", "refs/exps").split()
+    if keep and any(r.rsplit("/", 1)[-1] == exp for r in refs):
+        ref = _exp_ref(exp)
+        lock = yaml.safe_load(_git("show", f"{ref}:dvc.lock"))
+        stale = changed_code(lock, yaml.safe_load(_git("show", "HEAD:dvc.lock")))
+        if stale:
+            sys.exit(
+                f"seed_spread: {exp} ran other code than HEAD ({', '.join(stale)}); run it again"
+            )
+        print(f"keeping experiment {exp}", flush=True)
+    else:
+        subprocess.run(["dvc", "exp", "remove", exp], cwd=REPO, capture_output=True, check=False)
+        cmd = ["dvc", "exp", "run", "--temp", "-n", exp, "-S", f"seed={seed}"]
+        for s in sets:
+            cmd += ["-S", s]
+        print("$ " + " ".join(cmd), flush=True)
+        subprocess.run(cmd, cwd=REPO, check=True)
+        ref = _exp_ref(exp)
     params = validate(yaml.safe_load(_git("show", f"{ref}:params.yaml")))
     klass = _read(ref, "reports/class/metrics.json")
     run = {
@@ -85,11 +126,15 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
     ap.add_argument("-S", "--set-param", action="append", default=[], dest="sets")
     ap.add_argument("--out", type=Path, default=REPO / "reports" / "seeds")
+    ap.add_argument("--keep", action="store_true", help="read existing NAME-seedN experiments")
     args = ap.parse_args()
     if len(args.seeds) < 3:
         sys.exit("seed_spread: a spread needs at least 3 seeds")
 
-    results = [run_seed(args.name, seed, args.sets) for seed in args.seeds]
+    results = [run_seed(args.name, seed, args.sets, args.keep) for seed in args.seeds]
+    differ = differing_params([r["params"] for r in results])
+    if differ:
+        sys.exit(f"seed_spread: the runs disagree on {', '.join(differ)}; run them alike")
     envs = {json.dumps(r["environment"], sort_keys=True) for r in results}
     if len(envs) != 1:
         sys.exit("seed_spread: the runs disagree about the machine; run them on one machine")

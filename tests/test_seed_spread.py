@@ -1,0 +1,55 @@
+"""scripts/seed_spread.py's checks before it writes a record: runs made alike, kept ones current."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import yaml
+
+from mnistgap.params import validate
+
+REPO = Path(__file__).resolve().parents[1]
+spec = importlib.util.spec_from_file_location("seed_spread", REPO / "scripts" / "seed_spread.py")
+assert spec is not None and spec.loader is not None
+seed_spread = importlib.util.module_from_spec(spec)
+sys.modules["seed_spread"] = seed_spread
+spec.loader.exec_module(seed_spread)
+
+HEAD_LOCK = yaml.safe_load((REPO / "dvc.lock").read_text(encoding="utf-8"))
+
+
+def _with(**changes: object) -> object:
+    raw = yaml.safe_load((REPO / "params.yaml").read_text(encoding="utf-8"))
+    raw.update(changes)
+    return validate(raw)
+
+
+def test_runs_that_differ_only_in_the_seed_agree() -> None:
+    runs = [_with(seed=s, cnn_channels=[32, 64, 128]) for s in (1, 2, 3)]
+    assert seed_spread.differing_params(runs) == []
+
+
+def test_runs_made_with_other_settings_are_named() -> None:
+    runs = [
+        _with(seed=1, lr=1.0e-3),
+        _with(seed=2, lr=2.0e-3),
+        _with(seed=3, lr=1.0e-3, ensemble=3),
+    ]
+    assert seed_spread.differing_params(runs) == ["ensemble", "lr"]
+
+
+def test_a_kept_experiment_of_the_committed_code_passes() -> None:
+    assert seed_spread.changed_code(HEAD_LOCK, HEAD_LOCK) == []
+
+
+def test_a_kept_experiment_of_other_code_names_the_files() -> None:
+    old = yaml.safe_load((REPO / "dvc.lock").read_text(encoding="utf-8"))
+    for stage in old["stages"].values():
+        for dep in stage.get("deps", []):
+            if dep["path"] == "mnistgap/training.py":
+                dep["md5"] = "0" * 32
+            if dep["path"] == "params.yaml" or not dep["path"].endswith(".py"):
+                dep["md5"] = "f" * 32  # data and other inputs may differ: not code
+    assert seed_spread.changed_code(old, HEAD_LOCK) == ["mnistgap/training.py"]
