@@ -61,7 +61,8 @@ def test_exp_show_view_keeps_the_headline_and_the_params() -> None:
 
 def test_readme_s_deeper_cnn_recipe_is_the_one_its_seed_records_measured() -> None:
     """The Quickstart's `$D` (the strongest option's base) sets exactly what the `cnn-deep`
-    and `dev-cnn-deep` records were run with, so the numbers quoted for it are its own."""
+    and `dev-cnn-deep` records were run with, and `$D -S ensemble=3` what the `deep-ensemble3`
+    records were run with, so the numbers quoted for each are its own."""
     text = (REPO / "README.md").read_text(encoding="utf-8")
     [recipe] = re.findall(r'^D="([^"]+)"$', text, flags=re.MULTILINE)
     settings = dict(s.split("=", 1) for s in re.findall(r"-S (\S+)", recipe))
@@ -70,3 +71,9 @@ def test_readme_s_deeper_cnn_recipe_is_the_one_its_seed_records_measured() -> No
         recorded = {k: v for k, v in record["set"].items() if k != "class_digits.dir"}
         assert settings == recorded, name
         assert settings["cnn_channels"] == "[32,64,128]"
+    # The strongest option's line adds the ensemble: its records are `deep-ensemble3` / `dev-...`.
+    assert re.search(r"^dvc exp run \$D -S ensemble=3 ", text, flags=re.MULTILINE)
+    for name in ("deep-ensemble3", "dev-deep-ensemble3"):
+        record = json.loads((REPO / "reports" / "seeds" / f"{name}.json").read_text())
+        recorded = {k: v for k, v in record["set"].items() if k != "class_digits.dir"}
+        assert recorded == {**settings, "ensemble": "3"}, name
