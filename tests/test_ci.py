@@ -2,18 +2,13 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 
 import yaml
+from scripts_loader import load_script
 
 REPO = Path(__file__).resolve().parents[1]
-spec = importlib.util.spec_from_file_location("ci_checks", REPO / "scripts" / "ci_checks.py")
-assert spec is not None and spec.loader is not None
-ci = importlib.util.module_from_spec(spec)
-sys.modules["ci_checks"] = ci
-spec.loader.exec_module(ci)
+ci = load_script("ci_checks")
 
 DVC_YAML = yaml.safe_load((REPO / "dvc.yaml").read_text(encoding="utf-8"))
 OUTPUTS = ci.stage_outputs(DVC_YAML, ["usps"])

@@ -2,20 +2,15 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 
 import yaml
+from scripts_loader import load_script
 
 from mnistgap.params import validate
 
 REPO = Path(__file__).resolve().parents[1]
-spec = importlib.util.spec_from_file_location("seed_spread", REPO / "scripts" / "seed_spread.py")
-assert spec is not None and spec.loader is not None
-seed_spread = importlib.util.module_from_spec(spec)
-sys.modules["seed_spread"] = seed_spread
-spec.loader.exec_module(seed_spread)
+seed_spread = load_script("seed_spread")
 
 HEAD_LOCK = yaml.safe_load((REPO / "dvc.lock").read_text(encoding="utf-8"))
 
