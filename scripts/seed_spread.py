@@ -17,7 +17,8 @@ temporary copy of the repository, so give other folders as absolute paths.
 ``--keep`` reads an experiment NAME-seedN that already exists instead of running it again
 (a record interrupted part-way, or one seed run by hand with the same settings), provided it
 ran the committed code: every Python file its dvc.lock lists must have the md5 it has in
-HEAD's dvc.lock. Every record's runs must agree on all params but the seed.
+HEAD's dvc.lock, and its params must have the seed and every ``-S`` setting. Every record's
+runs must agree on all params but the seed.
 """
 
 from __future__ import annotations
@@ -80,6 +81,21 @@ def differing_params(params: list[Params]) -> list[str]:
     )
 
 
+def unmet_settings(params: Params, sets: list[str]) -> list[str]:
+    """The ``key=value`` settings (dotted keys, YAML values, as ``-S`` takes them) that
+    ``params`` does not have."""
+    values = as_file_dict(params)
+    unmet = []
+    for s in sets:
+        key, value = s.split("=", 1)
+        here: object = values
+        for part in key.split("."):
+            here = here.get(part) if isinstance(here, dict) else None
+        if here != yaml.safe_load(value):
+            unmet.append(s)
+    return unmet
+
+
 def run_seed(name: str, seed: int, sets: list[str], keep: bool = False) -> dict:
     """One experiment: the pipeline with this seed; returns its headline numbers. With
     ``keep``, an existing experiment of that name is read instead (if it ran HEAD's code)."""
@@ -93,6 +109,10 @@ def run_seed(name: str, seed: int, sets: list[str], keep: bool = False) -> dict:
             sys.exit(
                 f"seed_spread: {exp} ran other code than HEAD ({', '.join(stale)}); run it again"
             )
+        params = validate(yaml.safe_load(_git("show", f"{ref}:params.yaml")))
+        unmet = unmet_settings(params, [f"seed={seed}", *sets])
+        if unmet:
+            sys.exit(f"seed_spread: {exp} was not run with {' '.join(unmet)}; run it again")
         print(f"keeping experiment {exp}", flush=True)
     else:
         subprocess.run(["dvc", "exp", "remove", exp], cwd=REPO, capture_output=True, check=False)

@@ -48,3 +48,16 @@ def test_a_kept_experiment_of_other_code_names_the_files() -> None:
             if dep["path"] == "params.yaml" or not dep["path"].endswith(".py"):
                 dep["md5"] = "f" * 32  # data and other inputs may differ: not code
     assert seed_spread.changed_code(old, HEAD_LOCK) == ["mnistgap/training.py"]
+
+
+def test_a_kept_experiment_must_have_the_settings_asked_for() -> None:
+    run = _with(seed=2, cnn_channels=[32, 64, 128], lr=1.0e-3)
+    asked = ["seed=2", "cnn_channels=[32,64,128]", "lr=1.0e-3"]
+    assert seed_spread.unmet_settings(run, asked) == []
+    assert seed_spread.unmet_settings(run, [*asked, "ensemble=3", "augment.blur.p=0.25"]) == [
+        "ensemble=3"
+    ]
+    assert seed_spread.unmet_settings(run, ["seed=1", "augment.blur.nope=1"]) == [
+        "seed=1",
+        "augment.blur.nope=1",
+    ]
