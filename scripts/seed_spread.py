@@ -17,8 +17,8 @@ temporary copy of the repository, so give other folders as absolute paths.
 ``--keep`` reads an experiment NAME-seedN that already exists instead of running it again
 (a record interrupted part-way, or one seed run by hand with the same settings), provided it
 ran the committed code: every Python file its dvc.lock lists must have the md5 it has in
-HEAD's dvc.lock, and its params must have the seed and every ``-S`` setting. Every record's
-runs must agree on all params but the seed.
+HEAD's dvc.lock. Every run, kept or new, must have its seed and every ``-S`` setting, and a
+record's runs must agree on all params but the seed.
 """
 
 from __future__ import annotations
@@ -109,10 +109,6 @@ def run_seed(name: str, seed: int, sets: list[str], keep: bool = False) -> dict:
             sys.exit(
                 f"seed_spread: {exp} ran other code than HEAD ({', '.join(stale)}); run it again"
             )
-        params = validate(yaml.safe_load(_git("show", f"{ref}:params.yaml")))
-        unmet = unmet_settings(params, [f"seed={seed}", *sets])
-        if unmet:
-            sys.exit(f"seed_spread: {exp} was not run with {' '.join(unmet)}; run it again")
         print(f"keeping experiment {exp}", flush=True)
     else:
         subprocess.run(["dvc", "exp", "remove", exp], cwd=REPO, capture_output=True, check=False)
@@ -123,6 +119,9 @@ def run_seed(name: str, seed: int, sets: list[str], keep: bool = False) -> dict:
         subprocess.run(cmd, cwd=REPO, check=True)
         ref = _exp_ref(exp)
     params = validate(yaml.safe_load(_git("show", f"{ref}:params.yaml")))
+    unmet = unmet_settings(params, [f"seed={seed}", *sets])
+    if unmet:
+        sys.exit(f"seed_spread: {exp} was not run with {' '.join(unmet)}; run it again")
     klass = _read(ref, "reports/class/metrics.json")
     run = {
         "seed": seed,
