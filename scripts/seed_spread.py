@@ -44,10 +44,15 @@ def _git(*args: str) -> str:
     ).stdout
 
 
+def _exp_refs(name: str) -> list[str]:
+    """The git refs of experiments named ``name`` (DVC keeps each as refs/exps/.../name)."""
+    refs = _git("for-each-ref", "--format=%(refname)", "refs/exps").split()
+    return [r for r in refs if r.rsplit("/", 1)[-1] == name]
+
+
 def _exp_ref(name: str) -> str:
-    """The git ref DVC keeps the experiment ``name`` under (refs/exps/.../name)."""
-    refs = [r for r in _git("for-each-ref", "--format=%(refname)", "refs/exps").split() if r]
-    matches = [r for r in refs if r.rsplit("/", 1)[-1] == name]
+    """The git ref of the one experiment named ``name``."""
+    matches = _exp_refs(name)
     if len(matches) != 1:
         sys.exit(f"seed_spread: expected one experiment named {name}, found {len(matches)}")
     return matches[0]
@@ -100,8 +105,7 @@ def run_seed(name: str, seed: int, sets: list[str], keep: bool = False) -> dict:
     """One experiment: the pipeline with this seed; returns its headline numbers. With
     ``keep``, an existing experiment of that name is read instead (if it ran HEAD's code)."""
     exp = f"{name}-seed{seed}"
-    refs = _git("for-each-ref", "--format=%(refname)", "refs/exps").split()
-    if keep and any(r.rsplit("/", 1)[-1] == exp for r in refs):
+    if keep and _exp_refs(exp):
         ref = _exp_ref(exp)
         lock = yaml.safe_load(_git("show", f"{ref}:dvc.lock"))
         stale = changed_code(lock, yaml.safe_load(_git("show", "HEAD:dvc.lock")))
