@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
 import yaml
@@ -13,10 +14,11 @@ REPO = Path(__file__).resolve().parents[1]
 seed_spread = load_script("seed_spread")
 
 HEAD_LOCK = yaml.safe_load((REPO / "dvc.lock").read_text(encoding="utf-8"))
+PARAMS = yaml.safe_load((REPO / "params.yaml").read_text(encoding="utf-8"))
 
 
 def _with(**changes: object) -> object:
-    raw = yaml.safe_load((REPO / "params.yaml").read_text(encoding="utf-8"))
+    raw = copy.deepcopy(PARAMS)
     raw.update(changes)
     return validate(raw)
 
@@ -40,7 +42,7 @@ def test_a_kept_experiment_of_the_committed_code_passes() -> None:
 
 
 def test_a_kept_experiment_of_other_code_names_the_files() -> None:
-    old = yaml.safe_load((REPO / "dvc.lock").read_text(encoding="utf-8"))
+    old = copy.deepcopy(HEAD_LOCK)
     for stage in old["stages"].values():
         for dep in stage.get("deps", []):
             if dep["path"] == "mnistgap/training.py":
