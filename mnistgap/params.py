@@ -195,7 +195,7 @@ class ModelParams(Section):
     cnn_channels: Annotated[
         list[Annotated[int, Field(ge=1)]], Field(min_length=1, max_length=4)
     ] = Field(
-        [16, 32],
+        [20, 40, 80],
         description="CNN: output channels of its blocks (each a 3x3 conv with stride 2, "
         "BatchNorm, ReLU)",
     )
@@ -224,7 +224,7 @@ class TrainParams(Section):
         256, ge=1, description="training batch size (>= 1); the report used 128"
     )
     max_epochs: int = Field(
-        14, ge=1, description="upper bound on epochs (>= 1); the report allowed 20"
+        10, ge=1, description="upper bound on epochs (>= 1); the report allowed 20"
     )
     patience: int = Field(
         3,
