@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -120,7 +121,8 @@ def run_seed(name: str, seed: int, sets: list[str], keep: bool = False) -> dict:
         for s in sets:
             cmd += ["-S", s]
         print("$ " + " ".join(cmd), flush=True)
-        subprocess.run(cmd, cwd=REPO, check=True)
+        if subprocess.run(cmd, cwd=REPO, check=False).returncode != 0:
+            sys.exit(f"seed_spread: {exp} failed (its output is above); no record was written")
         ref = _exp_ref(exp)
     params = validate(yaml.safe_load(_git("show", f"{ref}:params.yaml")))
     unmet = unmet_settings(params, [f"seed={seed}", *sets])
@@ -153,6 +155,8 @@ def main() -> None:
     args = ap.parse_args()
     if len(args.seeds) < 3:
         sys.exit("seed_spread: a spread needs at least 3 seeds")
+    if shutil.which("dvc") is None:
+        sys.exit("seed_spread: no `dvc` on PATH: activate the project's environment first")
 
     results = [run_seed(args.name, seed, args.sets, args.keep) for seed in args.seeds]
     differ = differing_params([r["params"] for r in results])

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import copy
+import sys
 from pathlib import Path
 
+import pytest
 import yaml
 from scripts_loader import load_script
 
@@ -63,3 +65,30 @@ def test_a_kept_experiment_must_have_the_settings_asked_for() -> None:
         "seed=1",
         "augment.blur.nope=1",
     ]
+
+
+def test_without_dvc_on_path_it_stops_with_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(seed_spread.shutil, "which", lambda name: None)
+    monkeypatch.setattr(sys, "argv", ["seed_spread.py", "x"])
+    monkeypatch.setattr(seed_spread, "run_seed", lambda *a, **k: pytest.fail("ran a seed"))
+    with pytest.raises(SystemExit) as stop:
+        seed_spread.main()
+    assert stop.value.code == (
+        "seed_spread: no `dvc` on PATH: activate the project's environment first"
+    )
+
+
+def test_a_failed_experiment_stops_with_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    ran: list[list[str]] = []
+
+    def fake_run(cmd: list[str], **kwargs: object) -> object:
+        ran.append(cmd)
+        return seed_spread.subprocess.CompletedProcess(cmd, 2 if "run" in cmd else 0)
+
+    monkeypatch.setattr(seed_spread.subprocess, "run", fake_run)
+    with pytest.raises(SystemExit) as stop:
+        seed_spread.run_seed("x", 1, [], keep=False)
+    assert stop.value.code == (
+        "seed_spread: x-seed1 failed (its output is above); no record was written"
+    )
+    assert ran[-1][:4] == ["dvc", "exp", "run", "--temp"]
