@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import json
 import sys
 from pathlib import Path
 
@@ -11,8 +10,7 @@ import pytest
 import yaml
 from scripts_loader import load_script
 
-from mnistgap.params import as_file_dict, validate
-from mnistgap.report import config_of
+from mnistgap.params import validate
 
 REPO = Path(__file__).resolve().parents[1]
 seed_spread = load_script("seed_spread")
@@ -94,26 +92,3 @@ def test_a_failed_experiment_stops_with_one_line(monkeypatch: pytest.MonkeyPatch
         "seed_spread: x-seed1 failed (its output is above); no record was written"
     )
     assert ran[-1][:4] == ["dvc", "exp", "run", "--temp"]
-
-
-def _defaults_with(settings: dict[str, str]) -> dict:
-    """Today's params.yaml with ``-S key=value`` settings applied (dotted keys, YAML values)."""
-    raw = copy.deepcopy(PARAMS)
-    for key, value in settings.items():
-        *parents, leaf = key.split(".")
-        section = raw
-        for part in parents:
-            section = section[part]
-        section[leaf] = yaml.safe_load(value)
-    return raw
-
-
-@pytest.mark.parametrize(
-    "path", sorted((REPO / "reports" / "seeds").glob("*.json")), ids=lambda p: p.stem
-)
-def test_a_records_settings_on_todays_defaults_give_what_it_measured(path: Path) -> None:
-    """The report's settings column reads a record's ``set`` as "today's defaults plus these":
-    when a default changes, the records measured under the old one must name it."""
-    record = json.loads(path.read_text(encoding="utf-8"))
-    measured = config_of(as_file_dict(validate(record["params"])))
-    assert config_of(as_file_dict(validate(_defaults_with(record["set"])))) == measured
