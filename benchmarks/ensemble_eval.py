@@ -10,8 +10,9 @@ folder (data/class/digits.npz), each independent set (data/external/<set>.npz), 
 ``--extra`` cache (``python -m stages.prepare_class --dir DIR --out X/digits.npz --rejected
 X/rej.csv``). ``--errors DIR`` draws each set's digits that the averaged models misread
 (DIR/<set>_errors.png, up to 100, captioned "index: label>read"), to look at them before
-blaming the model. ``--tta`` also averages each model over transformed copies of every image:
-``rot`` the identity and rotations by ±7°, ``scale`` the identity and zooms of 0.9 and 1.1.
+blaming the model. ``--tta`` reads every image with the test-time views of
+:mod:`mnistgap.tta` (params.yaml's ``tta``; default ``none`` here): ``rot`` the identity and
+rotations by ±7°, ``scale`` the identity and zooms of 0.9 and 1.1.
 A seed-spread record's models (``scripts/seed_spread.py``) stay in the DVC cache: `git show
 <exp ref>:dvc.lock` gives each model.pt's md5, its file is .dvc/cache/files/md5/<2>/<30>.
 """
@@ -19,43 +20,21 @@ A seed-spread record's models (``scripts/seed_spread.py``) stay in the DVC cache
 from __future__ import annotations
 
 import argparse
-import math
 import statistics
 from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from mnistgap.data import load_split
 from mnistgap.models import load_checkpoint
 from mnistgap.plots import gallery_figure
-from mnistgap.recipe import normalize
-
-TTA = {"none": [(1.0, 0.0)], "rot": [(1.0, 0.0), (1.0, 7.0), (1.0, -7.0)]}
-TTA["scale"] = [(1.0, 0.0), (0.9, 0.0), (1.1, 0.0)]
+from mnistgap.tta import VIEWS, predict_logits
 
 
-def warp(images: torch.Tensor, scale: float, degrees: float) -> torch.Tensor:
-    """uint8 (N, 28, 28) zoomed by ``scale`` and rotated by ``degrees`` about the centre
-    (bilinear), as float images in [0, 1] (N, 1, 28, 28)."""
-    x = images.unsqueeze(1).float() / 255.0
-    if (scale, degrees) == (1.0, 0.0):
-        return x
-    a = math.radians(degrees)
-    row = [[math.cos(a) / scale, -math.sin(a) / scale, 0.0]]
-    row += [[math.sin(a) / scale, math.cos(a) / scale, 0.0]]
-    theta = torch.tensor(row).expand(len(x), 2, 3)
-    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
-    return F.grid_sample(x, grid, align_corners=False)
-
-
-@torch.no_grad()
 def probabilities(model: torch.nn.Module, images: torch.Tensor, tta: str) -> torch.Tensor:
-    """Mean softmax of ``model`` over the ``tta`` copies of ``images``."""
-    return sum(torch.softmax(model(normalize(warp(images, s, d))), 1) for s, d in TTA[tta]) / len(
-        TTA[tta]
-    )
+    """Mean softmax of ``model`` over the ``tta`` views of ``images`` (the pipeline's reading)."""
+    return predict_logits(model, images, tta).softmax(dim=1)
 
 
 def main() -> None:
@@ -63,7 +42,7 @@ def main() -> None:
     ap.add_argument("checkpoints", type=Path, nargs="+")
     ap.add_argument("--sets", nargs="+", default=["mnist", "class", "usps"])
     ap.add_argument("--extra", nargs="*", default=[], metavar="NAME=NPZ")
-    ap.add_argument("--tta", choices=sorted(TTA), default="none")
+    ap.add_argument("--tta", choices=list(VIEWS), default="none")
     ap.add_argument("--errors", type=Path, metavar="DIR")
     args = ap.parse_args()
 

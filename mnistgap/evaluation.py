@@ -16,10 +16,10 @@ from mnistgap.metrics import (
     confusion_matrix,
     evaluate_logits,
     metrics_block,
-    predict_logits,
     predictions_csv,
 )
 from mnistgap.models import load_checkpoint
+from mnistgap.tta import predict_logits
 
 log = logging.getLogger(__name__)
 
@@ -30,11 +30,13 @@ def evaluate_checkpoint(
     labels: torch.Tensor | np.ndarray,
     device: str = "auto",
     batch_size: int = 4096,
+    tta: str = "none",
 ) -> Evaluation:
-    """Load ``model_path`` (weights_only) and evaluate it on uint8 images (N, 28, 28)."""
+    """Load ``model_path`` (weights_only) and evaluate it on uint8 images (N, 28, 28), each
+    read with the test-time views ``tta`` (:mod:`mnistgap.tta`)."""
     dev = select_device(device)
     model, _ = load_checkpoint(model_path, dev)
-    logits = predict_logits(model, torch.as_tensor(images), batch_size, dev)
+    logits = predict_logits(model, torch.as_tensor(images), tta, batch_size, dev)
     return evaluate_logits(logits, labels)
 
 
@@ -72,11 +74,12 @@ def evaluate_split(
     title: str,
     device: str = "auto",
     batch_size: int = 4096,
+    tta: str = "none",
 ) -> dict:
     """The checkpoint on a prepared split (.npz of images and labels): the standard outputs,
     then ``metrics.json`` last (its presence marks the folder complete); returns the block."""
     images, labels = load_split(data_path)
-    ev = evaluate_checkpoint(model_path, images, labels, device, batch_size)
+    ev = evaluate_checkpoint(model_path, images, labels, device, batch_size, tta)
     block = write_standard_outputs(out_dir, ev, title)
     atomic.write_json(Path(out_dir) / "metrics.json", block)
     log.info(
@@ -97,8 +100,10 @@ def evaluate_class_digits(
     leakage_csv: str | Path,
     device: str = "auto",
     batch_size: int = 4096,
+    tta: str = "none",
 ) -> tuple[ClassSet, np.ndarray, Evaluation]:
     """The cached class digits, their leakage flags (aligned by file) and the model's results."""
     cs = load_class(data_path)
     flagged = read_flags(leakage_csv, cs.files)
-    return cs, flagged, evaluate_checkpoint(model_path, cs.images, cs.labels, device, batch_size)
+    ev = evaluate_checkpoint(model_path, cs.images, cs.labels, device, batch_size, tta)
+    return cs, flagged, ev

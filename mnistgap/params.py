@@ -175,6 +175,8 @@ class Leakage(Section):
 
 #: The independent digit sets mnistgap/external.py can read (tests check the two agree).
 ExternalSetName = Literal["usps", "semeion"]
+#: The test-time views mnistgap/tta.py defines (tests check the two agree).
+TestTimeViews = Literal["none", "rot", "scale"]
 
 
 # --------------------------------------------------------------------------- top level
@@ -271,6 +273,12 @@ class Params(TrainParams, ModelParams):
     device: Literal["auto", "cpu", "cuda"] = Field(
         "auto", description="auto (cuda when present, else cpu) | cpu | cuda"
     )
+    tta: TestTimeViews = Field(
+        "rot",
+        description="test-time augmentation of every evaluation, prediction and the collection "
+        "page: rot (the mean of the model's probabilities over the digit and its rotations by "
+        "+-7 degrees) | scale (over zooms 0.9 and 1.1) | none (the digit alone, the study)",
+    )
     augment: Augment = Augment()
     class_digits: ClassDigits = ClassDigits()
     external: Annotated[list[ExternalSetName], Field(max_length=8)] = Field(
@@ -306,6 +314,7 @@ LAYOUT: tuple[tuple[str, tuple[str, ...]], ...] = (
             "eval_batch_size",
         ),
     ),
+    ("evaluation", ("tta",)),
     ("augmentation", ("augment",)),
     ("class digits", ("class_digits", "filter")),
     ("independent sets", ("external",)),

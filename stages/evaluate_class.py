@@ -22,7 +22,7 @@ from mnistgap.params import load_params
 
 log = logging.getLogger("stages.evaluate_class")
 
-PARAMS = ("device", "eval_batch_size")
+PARAMS = ("device", "eval_batch_size", "tta")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -30,7 +30,7 @@ def main(argv: list[str] | None = None) -> None:
     p = load_params(args.params, PARAMS)
 
     cs, flagged, ev = evaluate_class_digits(
-        args.model, args.data, args.leakage, p["device"], p["eval_batch_size"]
+        args.model, args.data, args.leakage, p["device"], p["eval_batch_size"], p["tta"]
     )
     block = write_standard_outputs(args.out, ev, "class digits")
     block["without_flagged"] = summary(ev.subset(~flagged))

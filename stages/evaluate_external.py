@@ -15,7 +15,7 @@ from mnistgap.evaluation import evaluate_split
 from mnistgap.external import SETS
 from mnistgap.params import load_params
 
-PARAMS = ("device", "eval_batch_size")
+PARAMS = ("device", "eval_batch_size", "tta")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -24,7 +24,9 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
     p = load_params(args.params, PARAMS)
     title = SETS[args.name].title
-    evaluate_split(args.model, args.data, args.out, title, p["device"], p["eval_batch_size"])
+    evaluate_split(
+        args.model, args.data, args.out, title, p["device"], p["eval_batch_size"], p["tta"]
+    )
 
 
 if __name__ == "__main__":

@@ -24,7 +24,7 @@ from mnistgap.params import load_params
 
 log = logging.getLogger("stages.evaluate_groups")
 
-PARAMS = ("device", "eval_batch_size")
+PARAMS = ("device", "eval_batch_size", "tta")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -32,7 +32,7 @@ def main(argv: list[str] | None = None) -> None:
     p = load_params(args.params, PARAMS)
 
     cs, flagged, ev = evaluate_class_digits(
-        args.model, args.data, args.leakage, p["device"], p["eval_batch_size"]
+        args.model, args.data, args.leakage, p["device"], p["eval_batch_size"], p["tta"]
     )
     groups = group_summaries(ev, cs.groups)
     clean = group_summaries(ev.subset(~flagged), cs.groups[~flagged])

@@ -14,13 +14,15 @@ from mnistgap.cli import run_stage, split_eval_parser
 from mnistgap.evaluation import evaluate_split
 from mnistgap.params import load_params
 
-PARAMS = ("device", "eval_batch_size")
+PARAMS = ("device", "eval_batch_size", "tta")
 
 
 def main(argv: list[str] | None = None) -> None:
     args = split_eval_parser(__doc__.splitlines()[0]).parse_args(argv)
     p = load_params(args.params, PARAMS)
-    evaluate_split(args.model, args.data, args.out, "MNIST test", p["device"], p["eval_batch_size"])
+    evaluate_split(
+        args.model, args.data, args.out, "MNIST test", p["device"], p["eval_batch_size"], p["tta"]
+    )
 
 
 if __name__ == "__main__":

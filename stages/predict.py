@@ -1,10 +1,12 @@
 """Classify PNG files or folders with the trained checkpoint (not a DVC stage: a user command).
 
     python -m stages.predict PATH... [--model models/model.pt] [--json] [--preprocess mnist|seed]
+                                     [--tta none|rot|scale]
     mnistgap-predict PATH...            (the same, installed as a console script)
 
 Reads  the checkpoint (weights_only) and each PNG (folders: their *.png files, sorted), with
-the same preprocessing as the pipeline (params.yaml's class_digits.preprocess by default).
+the same preprocessing and test-time views as the pipeline's evaluation (params.yaml's
+class_digits.preprocess and tta by default).
 Writes to stdout one line per file: file, predicted digit, confidence (or JSON with --json).
 Files that cannot be read are reported with the reason and do not stop the others; the exit
 status is 1 only when no file at all could be classified.
@@ -22,11 +24,11 @@ import numpy as np
 import torch
 
 from mnistgap.cli import StageError, run_stage
-from mnistgap.metrics import predict_logits
 from mnistgap.models import load_checkpoint
-from mnistgap.params import ParamsError, load_params
+from mnistgap.params import Params, ParamsError, load_params
 from mnistgap.png import read_digit
 from mnistgap.recipe import ImageError
+from mnistgap.tta import VIEWS, predict_logits
 
 log = logging.getLogger("stages.predict")
 
@@ -42,12 +44,15 @@ def expand(paths: list[Path]) -> list[Path]:
     return out
 
 
-def default_preprocess(params: Path) -> str:
-    """The pipeline's class-digit preprocessing, so predictions match the evaluation."""
+def pipeline_reading(params: Path) -> tuple[str, str]:
+    """The pipeline's class-digit preprocessing and test-time views, so predictions match the
+    evaluation; without a valid params file, the defaults of mnistgap/params.py."""
+    keys = ("class_digits.preprocess", "tta")
     try:
-        return load_params(params, ("class_digits.preprocess",))["class_digits.preprocess"]
+        p = load_params(params, keys)
     except ParamsError:
-        return "mnist"
+        p = {"class_digits.preprocess": Params().class_digits.preprocess, "tta": Params().tta}
+    return p["class_digits.preprocess"], p["tta"]
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -55,10 +60,12 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("paths", nargs="+", type=Path, help="PNG files or folders of PNGs")
     ap.add_argument("--model", type=Path, default=Path("models/model.pt"))
     ap.add_argument("--preprocess", choices=["mnist", "seed"], default=None)
+    ap.add_argument("--tta", choices=list(VIEWS), default=None, help="test-time views")
     ap.add_argument("--params", type=Path, default=Path("params.yaml"))
     ap.add_argument("--json", action="store_true", help="one JSON document on stdout")
     args = ap.parse_args(argv)
-    preprocess = args.preprocess or default_preprocess(args.params)
+    preprocess, tta = pipeline_reading(args.params)
+    preprocess, tta = args.preprocess or preprocess, args.tta or tta
     if not args.model.is_file():
         raise StageError(f"no checkpoint at {args.model}: run `dvc repro` first or pass --model")
     model, _ = load_checkpoint(args.model, "cpu")
@@ -76,7 +83,7 @@ def main(argv: list[str] | None = None) -> None:
 
     results = []
     if images:
-        logits = predict_logits(model, torch.from_numpy(np.stack(images)))
+        logits = predict_logits(model, torch.from_numpy(np.stack(images)), tta)
         probs = logits.softmax(dim=1)
         conf, pred = probs.max(dim=1)
         results = [
@@ -86,7 +93,10 @@ def main(argv: list[str] | None = None) -> None:
 
     if args.json:
         print(
-            json.dumps({"preprocess": preprocess, "results": results, "errors": errors}, indent=1)
+            json.dumps(
+                {"preprocess": preprocess, "tta": tta, "results": results, "errors": errors},
+                indent=1,
+            )
         )
     else:
         for r in results:

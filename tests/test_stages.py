@@ -26,6 +26,7 @@ import stages.evaluate_class
 import stages.evaluate_external
 import stages.evaluate_groups
 import stages.evaluate_mnist
+import stages.predict
 import stages.prepare_class
 import stages.prepare_external
 import stages.prepare_mnist
@@ -41,6 +42,7 @@ from mnistgap.models import load_checkpoint, members
 from mnistgap.params import Params, load_params
 from mnistgap.report import _handed_in, _training_sentence
 from mnistgap.split import train_val_indices
+from mnistgap.tta import predict_logits as tta_logits
 
 REPO = Path(__file__).resolve().parents[1]
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -353,18 +355,48 @@ def test_evaluate_mnist_outputs(pipeline: Pipeline) -> None:
     assert m["accuracy"] > 0.8
     assert (m["ci_low"], m["ci_high"]) == pytest.approx(wilson_interval(correct, 100))
 
-    # Independent recomputation from the checkpoint.
+    # Independent recomputation from the checkpoint: the default reads each digit as the
+    # mean of its three rotated views (mnistgap.tta), not the image alone.
+    assert yaml.safe_load(pipeline.params.read_text())["tta"] == "rot"
     model, _ = load_checkpoint(pipeline.path("models/model.pt"))
-    logits = predict_logits(model, torch.from_numpy(pipeline.mnist.test_images))
+    images = torch.from_numpy(pipeline.mnist.test_images)
+    logits = tta_logits(model, images, "rot")
     np.testing.assert_array_equal(logits.argmax(1).numpy(), predicted)
     loss = torch.nn.functional.cross_entropy(logits, torch.from_numpy(actual)).item()
     assert m["loss"] == pytest.approx(loss, rel=1e-5)
+    plain = torch.nn.functional.cross_entropy(
+        predict_logits(model, images), torch.from_numpy(actual)
+    )
+    assert m["loss"] != pytest.approx(plain.item(), rel=1e-3)
 
     per_class = pipeline.csv("reports/mnist/per_class_loss.csv")
     assert [r["digit"] for r in per_class] == [f"digit {d}" for d in range(10)]
     assert float(per_class[3]["loss"]) == pytest.approx(m["per_class_loss"]["3"], abs=1e-5)
     for png in ("confusion.png", "per_class_loss.png"):
         assert _is_png(pipeline.path(f"reports/mnist/{png}")), png
+
+
+def test_predict_reads_the_class_digits_as_the_evaluation_does(
+    pipeline: Pipeline, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`predict` on the class folder: the pipeline's preprocessing and test-time views from
+    params.yaml, so every digit the evaluation kept gets the evaluation's reading."""
+    cs = load_class(pipeline.path("data/class/digits.npz"))
+    model, _ = load_checkpoint(pipeline.path("models/model.pt"))
+    images = torch.from_numpy(cs.images)
+    argv = [str(pipeline.path("class_digits")), "--model", str(pipeline.path("models/model.pt"))]
+    argv += ["--params", str(pipeline.params), "--json"]
+    for extra, tta in (([], "rot"), (["--tta", "none"], "none")):
+        assert run_stage("predict", stages.predict.main, argv + extra) == 0
+        out = json.loads(capsys.readouterr().out)
+        assert (out["preprocess"], out["tta"]) == ("mnist", tta)
+        read = {Path(r["file"]).name: r for r in out["results"]}
+        probs = tta_logits(model, images, tta).softmax(1)
+        for i, name in enumerate(cs.files):
+            assert read[name]["prediction"] == int(probs[i].argmax())
+            assert read[name]["confidence"] == pytest.approx(float(probs[i].max()), abs=1e-4)
+        # The unreadable files are reported, not classified.
+        assert {Path(e["file"]).name for e in out["errors"]} >= {"8-3-2.png"}
 
 
 # --------------------------------------------------------------------------- evaluate_class

@@ -43,8 +43,8 @@ from torch import nn
 
 from mnistgap.collect import loader, store
 from mnistgap.collect.upload import UploadError, read_form
-from mnistgap.metrics import predict_logits
 from mnistgap.models import load_checkpoint
+from mnistgap.tta import VIEWS, predict_logits
 
 log = logging.getLogger("mnistgap.collect")
 
@@ -101,32 +101,33 @@ class Reading:
 class Reader:
     """The checkpoint, loaded once; thread-safe inference on single images."""
 
-    def __init__(self, model: nn.Module | None, note: str | None) -> None:
+    def __init__(self, model: nn.Module | None, note: str | None, tta: str = "none") -> None:
         self.model = model
         self.note = note
+        self.tta = tta
 
     @classmethod
-    def load(cls, model_path: Path | None) -> Reader:
+    def load(cls, model_path: Path | None, tta: str = "none") -> Reader:
         """Load ``model_path`` (weights_only); a missing file gives a reader without a model.
 
         A file that exists but is not a usable checkpoint raises (a real mistake to fix).
         """
         if model_path is None:
-            return cls(None, "no model given: predictions are off")
+            return cls(None, "no model given: predictions are off", tta)
         if not Path(model_path).is_file():
-            return cls(None, f"no model at {model_path}: predictions are off")
+            return cls(None, f"no model at {model_path}: predictions are off", tta)
         try:
             model, _ = load_checkpoint(model_path, "cpu")
         except Exception as err:  # torch raises many kinds for a damaged file
             detail = " ".join(str(err).split())[:200] or type(err).__name__
             raise ValueError(f"cannot load model {model_path}: {detail}") from None
-        return cls(model, None)
+        return cls(model, None, tta)
 
     def read(self, img28: np.ndarray) -> Reading | None:
         if self.model is None:
             return None
         with torch.inference_mode():
-            logits = predict_logits(self.model, torch.from_numpy(img28[None]))
+            logits = predict_logits(self.model, torch.from_numpy(img28[None]), self.tta)
         probs = logits.softmax(dim=1)[0]
         digit = int(probs.argmax())
         return Reading(digit, round(float(probs[digit]), 4), [round(float(p), 4) for p in probs])
@@ -137,20 +138,23 @@ def create_app(
     model_path: str | Path | None = "models/model.pt",
     preprocess: str = "mnist",
     filter_cfg: Mapping[str, Any] | None = None,
+    tta: str = "none",
     *,
     max_upload_bytes: int = MAX_UPLOAD_BYTES,
 ) -> FastAPI:
     """The collect app, storing into ``out_dir`` (created if missing).
 
-    ``preprocess`` and ``filter_cfg`` are params.yaml's ``class_digits.preprocess`` and
-    ``filter`` section (plain values; None: the loader's default filter). The model at
+    ``preprocess``, ``filter_cfg`` and ``tta`` are params.yaml's ``class_digits.preprocess``,
+    ``filter`` section and ``tta`` (plain values; None: the loader's default filter). The model at
     ``model_path`` is loaded here, once; if the file is missing the app still collects and
     answers ``"prediction": null`` with a ``"note"``.
     """
     if preprocess not in ("mnist", "seed"):
         raise ValueError(f"preprocess must be 'mnist' or 'seed', got {preprocess!r}")
+    if tta not in VIEWS:
+        raise ValueError(f"tta must be one of {', '.join(VIEWS)}, got {tta!r}")
     fcfg = loader.filter_config(filter_cfg)
-    reader = Reader.load(Path(model_path) if model_path is not None else None)
+    reader = Reader.load(Path(model_path) if model_path is not None else None, tta)
     if reader.note:
         log.warning("%s", reader.note)
     folder = Path(out_dir)
@@ -264,6 +268,7 @@ def create_app(
             "model": Path(model_path).name if reader.model is not None and model_path else None,
             "note": reader.note,
             "preprocess": preprocess,
+            "tta": tta,
             "filter": loader.filter_dict(fcfg),
             "max_upload_bytes": max_upload_bytes,
         }

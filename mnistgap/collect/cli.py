@@ -3,7 +3,7 @@
     mnistgap-collect --dir DIR [--host 127.0.0.1] [--port 8000] [--model models/model.pt]
                      [--params params.yaml]
 
-Reads  ``class_digits.preprocess`` and ``filter`` from ``--params`` (validated like every
+Reads  ``class_digits.preprocess``, ``filter`` and ``tta`` from ``--params`` (validated like every
 stage) and the checkpoint ``--model`` (weights_only; if it is missing the page still
 collects, without the model's reading).
 Writes only into ``--dir`` (created if missing): ``<digit>-<group>-<member>.png`` files, via
@@ -23,7 +23,7 @@ from mnistgap.params import load_params
 
 log = logging.getLogger("mnistgap.collect")
 
-PARAMS = ("class_digits.preprocess", "filter")
+PARAMS = ("class_digits.preprocess", "filter", "tta")
 
 
 def _is_loopback(host: str) -> bool:
@@ -53,7 +53,7 @@ def main(argv: list[str] | None = None) -> None:
         "--params",
         type=Path,
         default=Path("params.yaml"),
-        help="class_digits.preprocess and filter are read from it",
+        help="class_digits.preprocess, filter and tta are read from it",
     )
     args = ap.parse_args(argv)
     if not 0 <= args.port <= 65535:
@@ -70,7 +70,7 @@ def main(argv: list[str] | None = None) -> None:
     torch.set_num_threads(1)
     if args.dir.exists() and not args.dir.is_dir():
         raise StageError(f"--dir {args.dir} exists and is not a folder")
-    app = create_app(args.dir, args.model, p["class_digits.preprocess"], p["filter"])
+    app = create_app(args.dir, args.model, p["class_digits.preprocess"], p["filter"], p["tta"])
     if not _is_loopback(args.host):
         log.warning(
             "listening on %s: anyone who can reach this machine can save files into %s",
