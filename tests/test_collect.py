@@ -33,8 +33,9 @@ from mnistgap.collect.app import create_app
 from mnistgap.collect.synthetic import digit_png, jittered, render
 from mnistgap.collect.upload import UploadError, read_form
 from mnistgap.data import load_class
-from mnistgap.models import MLP, save_checkpoint
+from mnistgap.models import MLP, load_checkpoint, save_checkpoint
 from mnistgap.params import ModelParams
+from mnistgap.tta import predict_logits as tta_logits
 
 MB = 1024 * 1024
 
@@ -422,6 +423,24 @@ def test_predict_endpoint(client: TestClient, area: Path):
     r = client.post("/api/predict", data={"digit": "1"})
     assert r.status_code == 400  # only the image is accepted
     assert list((area / "collected").iterdir()) == []  # predictions keep nothing
+
+
+def test_predictions_use_the_params_test_time_views(make_client, tiny_model: Path, area: Path):
+    """The page reads a digit as the evaluation does: ``tta`` (params.yaml's, from the CLI)
+    averages the model over the rotated views; ``none`` reads the image alone."""
+    model, _ = load_checkpoint(tiny_model)
+    img = torch.from_numpy(loader.read_digit(digit_png(4), "mnist", loader.filter_config(None)))
+    reads = {}
+    for tta in ("rot", "none"):
+        client = make_client(tta=tta)
+        assert client.get("/api/info").json()["tta"] == tta
+        r = client.post("/api/predict", files={"image": ("x.png", digit_png(4), "image/png")})
+        reads[tta] = r.json()["probabilities"]
+        want = tta_logits(model, img[None], tta).softmax(1)[0].tolist()
+        assert reads[tta] == pytest.approx(want, abs=1e-4)
+    assert reads["rot"] != pytest.approx(reads["none"], abs=1e-3)
+    with pytest.raises(ValueError, match="tta must be one of none, rot, scale"):
+        create_app(area / "collected", tiny_model, tta="flip")
 
 
 def test_real_model_reads_the_stroke_digits(client: TestClient):
