@@ -53,6 +53,13 @@ def warp(images: torch.Tensor, scale: float, degrees: float) -> torch.Tensor:
     return F.grid_sample(x, grid, align_corners=False)
 
 
+def views(tta: str) -> tuple[tuple[float, float], ...]:
+    """The (zoom, degrees) views of ``tta``; a ValueError naming the choices otherwise."""
+    if tta not in VIEWS:
+        raise ValueError(f"tta must be one of {', '.join(VIEWS)}, got {tta!r}")
+    return VIEWS[tta]
+
+
 @torch.inference_mode()
 def predict_logits(
     model: nn.Module,
@@ -67,17 +74,15 @@ def predict_logits(
     model's softmax): log-probabilities that serve as logits everywhere (softmax gives back
     the mean probabilities, cross-entropy is the averaged reading's loss), as an ensemble's
     output does."""
-    if tta not in VIEWS:
-        raise ValueError(f"tta must be one of {', '.join(VIEWS)}, got {tta!r}")
+    chosen = views(tta)
     if tta == "none":
         return plain_logits(model, images, batch_size, device)
     model.eval()
-    views = VIEWS[tta]
     out = []
     for i in range(0, len(images), batch_size):
         batch = images[i : i + batch_size].to(device)
         logp = torch.stack(
-            [F.log_softmax(model(normalize(warp(batch, s, d))).float(), dim=1) for s, d in views]
+            [F.log_softmax(model(normalize(warp(batch, s, d))).float(), dim=1) for s, d in chosen]
         )
-        out.append((torch.logsumexp(logp, dim=0) - math.log(len(views))).cpu())
+        out.append((torch.logsumexp(logp, dim=0) - math.log(len(chosen))).cpu())
     return torch.cat(out) if out else plain_logits(model, images, batch_size, device)

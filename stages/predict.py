@@ -51,7 +51,8 @@ def pipeline_reading(params: Path) -> tuple[str, str]:
     try:
         p = load_params(params, keys)
     except ParamsError:
-        p = {"class_digits.preprocess": Params().class_digits.preprocess, "tta": Params().tta}
+        defaults = Params()
+        p = {"class_digits.preprocess": defaults.class_digits.preprocess, "tta": defaults.tta}
     return p["class_digits.preprocess"], p["tta"]
 
 

@@ -44,7 +44,7 @@ from torch import nn
 from mnistgap.collect import loader, store
 from mnistgap.collect.upload import UploadError, read_form
 from mnistgap.models import load_checkpoint
-from mnistgap.tta import VIEWS, predict_logits
+from mnistgap.tta import predict_logits, views
 
 log = logging.getLogger("mnistgap.collect")
 
@@ -151,8 +151,7 @@ def create_app(
     """
     if preprocess not in ("mnist", "seed"):
         raise ValueError(f"preprocess must be 'mnist' or 'seed', got {preprocess!r}")
-    if tta not in VIEWS:
-        raise ValueError(f"tta must be one of {', '.join(VIEWS)}, got {tta!r}")
+    views(tta)  # an unknown value fails here, at start-up, not at the first reading
     fcfg = loader.filter_config(filter_cfg)
     reader = Reader.load(Path(model_path) if model_path is not None else None, tta)
     if reader.note:
