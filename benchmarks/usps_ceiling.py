@@ -172,14 +172,16 @@ def summary(out: Path, sets: dict[str, Path]) -> None:
     for line in (out / "results.jsonl").read_text(encoding="utf-8").splitlines():
         row = json.loads(line)
         rows[row["tag"]] = row  # a later run of the same model replaces the earlier
-    logp = np.load(out / "probs.npz")
     names = [s for s in SETS if s in sets]
     labels = {s: np.load(sets[s])["labels"] for s in names}
+    with np.load(out / "probs.npz") as logp:  # read each array once: every access unzips it
+        probs = {k: np.exp(logp[k].astype(np.float32)) for k in logp.files}
 
-    def averaged(tags: list[str], tta: str) -> list[float]:
+    def averaged(tags: list[str], tta: str, of: list[str] = names) -> list[float]:
+        """Accuracy (%) on each set of ``of`` of the models' averaged probabilities."""
         accs = []
-        for s in names:
-            p = sum(np.exp(logp[f"{t}|{s}|{tta}"].astype(np.float32)) for t in tags)
+        for s in of:
+            p = sum(probs[f"{t}|{s}|{tta}"] for t in tags)
             accs.append(100 * float((p.argmax(1) == labels[s]).mean()))
         return accs
 
@@ -206,9 +208,9 @@ def summary(out: Path, sets: dict[str, Path]) -> None:
         ens = " ".join(f"{a:6.2f}" for a in averaged(tags, tta))
         print(f"all {len(tags)} models averaged, {tta}: {ens}")
     if "usps" in names and len(tags) >= 3:
-        i = names.index("usps")
         for tta in ("none", "rot"):
-            usps = [averaged(list(c), tta)[i] for c in itertools.combinations(tags, 3)]
+            triples = itertools.combinations(tags, 3)
+            usps = [averaged(list(c), tta, ["usps"])[0] for c in triples]
             print(
                 f"USPS over all {len(usps)} triples of models, {tta}: mean "
                 f"{statistics.mean(usps):.2f}, range {min(usps):.2f}-{max(usps):.2f}, "
