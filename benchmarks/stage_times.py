@@ -22,16 +22,15 @@ from pathlib import Path
 
 import yaml
 
+from mnistgap.settings import lookup
+
 
 def main() -> None:
     stages = yaml.safe_load(Path("dvc.yaml").read_text(encoding="utf-8"))["stages"]
     params = yaml.safe_load(Path("params.yaml").read_text(encoding="utf-8"))
 
-    def lookup(match: re.Match[str]) -> str:
-        value = params
-        for part in match.group(1).split("."):
-            value = value[part]
-        return str(value)
+    def interpolate(match: re.Match[str]) -> str:
+        return str(lookup(params, match.group(1)))
 
     runs: list[tuple[str, str]] = []
     for name, stage in stages.items():
@@ -43,7 +42,7 @@ def main() -> None:
 
     total = 0.0
     for name, template in runs:
-        cmd = re.sub(r"\$\{([^}]+)\}", lookup, template)
+        cmd = re.sub(r"\$\{([^}]+)\}", interpolate, template)
         argv = shlex.split(cmd)
         if argv[0] == "python":
             argv[0] = sys.executable

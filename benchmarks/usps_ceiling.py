@@ -36,6 +36,7 @@ from mnistgap.data import load_split
 from mnistgap.device import select_device
 from mnistgap.models import Dropout, FlattenChannelsLast, build_model
 from mnistgap.params import TOP_LEVEL_KEYS, ModelParams, TrainParams, validate
+from mnistgap.settings import applied
 from mnistgap.training import train_members
 from mnistgap.tta import predict_logits
 
@@ -89,13 +90,7 @@ def settings(overrides: dict[str, Any], seed: int, device: str, epochs: int | No
     """params.yaml with dotted ``overrides`` applied, validated as every stage validates it."""
     raw = yaml.safe_load(Path("params.yaml").read_text(encoding="utf-8"))
     extra = {"max_epochs": epochs} if epochs is not None else {}
-    for key, value in {**overrides, "seed": seed, "device": device, **extra}.items():
-        *parents, leaf = key.split(".")
-        node = raw
-        for k in parents:
-            node = node[k]
-        node[leaf] = value
-    params = validate(raw)
+    params = validate(applied(raw, {**overrides, "seed": seed, "device": device, **extra}))
     return {key: getattr(params, key) for key in TOP_LEVEL_KEYS}
 
 

@@ -35,7 +35,7 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from mnistgap import atomic  # noqa: E402
+from mnistgap import atomic, settings  # noqa: E402
 from mnistgap.params import Params, as_file_dict, validate  # noqa: E402
 
 
@@ -93,11 +93,12 @@ def unmet_settings(params: Params, sets: list[str]) -> list[str]:
     values = as_file_dict(params)
     unmet = []
     for s in sets:
-        key, value = s.split("=", 1)
-        here: object = values
-        for part in key.split("."):
-            here = here.get(part) if isinstance(here, dict) else None
-        if here != yaml.safe_load(value):
+        key, value = settings.parse(s)
+        try:
+            met = settings.lookup(values, key) == value
+        except KeyError:
+            met = False
+        if not met:
             unmet.append(s)
     return unmet
 

@@ -27,6 +27,7 @@ from PIL import Image
 
 from mnistgap.data import save_split
 from mnistgap.mnist_source import write_idx
+from mnistgap.settings import lookup
 from mnistgap.split import train_val_indices
 
 # Shared browser fixtures (chromium_browser, with the network cut off): tests/browser.py.
@@ -144,14 +145,12 @@ def write_class_dir(folder: Path) -> list[str]:
 
 def _set_dotted(params: dict, key: str, value: Any) -> None:
     """Set (or, for ``...``, delete) ``a.b.c`` / ``a__b__c`` in a nested dict."""
-    parts = key.replace("__", ".").split(".")
-    node = params
-    for part in parts[:-1]:
-        node = node[part]
+    parent, _, leaf = key.replace("__", ".").rpartition(".")
+    node = lookup(params, parent) if parent else params
     if value is ...:
-        del node[parts[-1]]
+        del node[leaf]
     else:
-        node[parts[-1]] = value
+        node[leaf] = value
 
 
 def write_params(path: Path, fast: bool = False, **overrides: Any) -> Path:

@@ -18,6 +18,8 @@ from typing import Any
 import pytest
 import yaml
 
+from mnistgap.settings import lookup
+
 REPO = Path(__file__).resolve().parents[1]
 PACKAGES = ("mnistgap", "stages")
 DVC = yaml.safe_load((REPO / "dvc.yaml").read_text(encoding="utf-8"))
@@ -125,11 +127,10 @@ def _stage_module(name: str) -> Any:
 
 def _in_params_file(key: str) -> bool:
     """A top-level or dotted key (``class_digits.preprocess``) of params.yaml."""
-    node: Any = PARAMS_FILE
-    for part in key.split("."):
-        if not isinstance(node, dict) or part not in node:
-            return False
-        node = node[part]
+    try:
+        lookup(PARAMS_FILE, key)
+    except KeyError:
+        return False
     return True
 
 

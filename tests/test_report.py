@@ -6,10 +6,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from mnistgap.params import Params, as_file_dict, validate
 from mnistgap.report import ReportInputs, config_of, render_report, spread_of
+from mnistgap.settings import applied, parse
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -113,14 +112,8 @@ def test_every_seed_record_s_settings_reproduce_its_configuration_from_today_s_d
     for path in records:
         record = json.loads(path.read_text(encoding="utf-8"))
         assert record["name"] == path.stem
-        params = as_file_dict(Params())
-        for key, value in record["set"].items():
-            *parents, leaf = key.split(".")
-            node = params
-            for part in parents:
-                node = node[part]
-            assert leaf in node, f"{path.name}: unknown key {key}"
-            node[leaf] = yaml.safe_load(value)
+        settings = dict(parse(f"{key}={value}") for key, value in record["set"].items())
+        params = applied(as_file_dict(Params()), settings)  # SettingError: an unknown key
         got = config_of(as_file_dict(validate(params)))
         want = config_of(as_file_dict(validate(record["params"])))
         assert got == want, f"{path.name}: {[k for k in want if got.get(k) != want[k]]} differ"
