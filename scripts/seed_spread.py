@@ -4,6 +4,7 @@
     python scripts/seed_spread.py default
     python scripts/seed_spread.py cnn -S model=cnn
     python scripts/seed_spread.py dev -S class_digits.dir=$(realpath ../shared/class_digits_dev)
+    python scripts/seed_spread.py dev-cnn --models-of cnn -S model=cnn -S class_digits.dir=...
 
 Runs the whole pipeline once per seed as a DVC experiment in a temporary folder
 (`dvc exp run --temp -n NAME-seedN -S seed=N -S ...`: the workspace stays as it is, each run
@@ -19,6 +20,14 @@ temporary copy of the repository, so give other folders as absolute paths.
 ran the committed code: every Python file its dvc.lock lists must have the md5 it has in
 HEAD's dvc.lock. Every run, kept or new, must have its seed and every ``-S`` setting, and a
 record's runs must agree on all params but the seed.
+
+``--models-of OTHER`` evaluates the checkpoints of the experiments OTHER-seedN (of the committed
+code) instead of training again, for a record that differs from OTHER only in what is read,
+such as the development folder: each is applied to the workspace (``dvc exp apply``), the
+settings set and the pipeline run there (``dvc exp run -n NAME-seedN``: DVC skips ``train``,
+whose deps are unchanged), and the workspace restored to HEAD (``git checkout HEAD -- .`` and
+``dvc checkout --force``). It needs a workspace without changes to tracked files, and stops if
+the settings made ``train`` run again.
 """
 
 from __future__ import annotations
@@ -103,19 +112,56 @@ def unmet_settings(params: Params, sets: list[str]) -> list[str]:
     return unmet
 
 
-def run_seed(name: str, seed: int, sets: list[str], keep: bool = False) -> dict:
+def _lock(ref: str) -> dict:
+    return yaml.safe_load(_git("show", f"{ref}:dvc.lock"))
+
+
+def _require_head_code(exp: str, ref: str) -> None:
+    stale = changed_code(_lock(ref), _lock("HEAD"))
+    if stale:
+        sys.exit(f"seed_spread: {exp} ran other code than HEAD ({', '.join(stale)}); run it again")
+
+
+def run_on_models_of(source: str, exp: str, seed: int, sets: list[str]) -> str:
+    """Experiment ``exp``: the pipeline run in the workspace from experiment ``source``'s
+    state with the settings, so that ``train`` is skipped; the workspace is restored after."""
+    if _git("status", "--porcelain", "--untracked-files=no").strip():
+        sys.exit("seed_spread: --models-of runs in the workspace: commit or stash your changes")
+    src = _exp_ref(source)
+    _require_head_code(source, src)
+    subprocess.run(["dvc", "exp", "remove", exp], cwd=REPO, capture_output=True, check=False)
+    cmd = ["dvc", "exp", "run", "-n", exp, "-S", f"seed={seed}"]
+    for s in sets:
+        cmd += ["-S", s]
+    try:
+        ok = subprocess.run(["dvc", "exp", "apply", source], cwd=REPO, check=False).returncode == 0
+        if ok:
+            print("$ " + " ".join(cmd), flush=True)
+            ok = subprocess.run(cmd, cwd=REPO, check=False).returncode == 0
+    finally:
+        subprocess.run(["git", "checkout", "HEAD", "--", "."], cwd=REPO, check=True)
+        subprocess.run(["dvc", "checkout", "--force", "-q"], cwd=REPO, check=True)
+    if not ok:
+        sys.exit(f"seed_spread: {exp} failed (its output is above); no record was written")
+    ref = _exp_ref(exp)
+    if _lock(ref)["stages"]["train"] != _lock(src)["stages"]["train"]:
+        sys.exit(f"seed_spread: {exp} trained again: its settings change training")
+    return ref
+
+
+def run_seed(
+    name: str, seed: int, sets: list[str], keep: bool = False, models_of: str | None = None
+) -> dict:
     """One experiment: the pipeline with this seed; returns its headline numbers. With
-    ``keep``, an existing experiment of that name is read instead (if it ran HEAD's code)."""
+    ``keep``, an existing experiment of that name is read instead (if it ran HEAD's code);
+    with ``models_of``, experiment ``{models_of}-seed{seed}``'s checkpoints are evaluated."""
     exp = f"{name}-seed{seed}"
     if keep and _exp_refs(exp):
         ref = _exp_ref(exp)
-        lock = yaml.safe_load(_git("show", f"{ref}:dvc.lock"))
-        stale = changed_code(lock, yaml.safe_load(_git("show", "HEAD:dvc.lock")))
-        if stale:
-            sys.exit(
-                f"seed_spread: {exp} ran other code than HEAD ({', '.join(stale)}); run it again"
-            )
+        _require_head_code(exp, ref)
         print(f"keeping experiment {exp}", flush=True)
+    elif models_of is not None:
+        ref = run_on_models_of(f"{models_of}-seed{seed}", exp, seed, sets)
     else:
         subprocess.run(["dvc", "exp", "remove", exp], cwd=REPO, capture_output=True, check=False)
         cmd = ["dvc", "exp", "run", "--temp", "-n", exp, "-S", f"seed={seed}"]
@@ -153,13 +199,18 @@ def main() -> None:
     ap.add_argument("-S", "--set-param", action="append", default=[], dest="sets")
     ap.add_argument("--out", type=Path, default=REPO / "reports" / "seeds")
     ap.add_argument("--keep", action="store_true", help="read existing NAME-seedN experiments")
+    ap.add_argument(
+        "--models-of", metavar="OTHER", help="evaluate OTHER-seedN's checkpoints, not train"
+    )
     args = ap.parse_args()
     if len(args.seeds) < 3:
         sys.exit("seed_spread: a spread needs at least 3 seeds")
     if shutil.which("dvc") is None:
         sys.exit("seed_spread: no `dvc` on PATH: activate the project's environment first")
 
-    results = [run_seed(args.name, seed, args.sets, args.keep) for seed in args.seeds]
+    results = [
+        run_seed(args.name, seed, args.sets, args.keep, args.models_of) for seed in args.seeds
+    ]
     differ = differing_params([r["params"] for r in results])
     if differ:
         sys.exit(f"seed_spread: the runs disagree on {', '.join(differ)}; run them alike")

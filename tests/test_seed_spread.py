@@ -92,3 +92,69 @@ def test_a_failed_experiment_stops_with_one_line(monkeypatch: pytest.MonkeyPatch
         "seed_spread: x-seed1 failed (its output is above); no record was written"
     )
     assert ran[-1][:4] == ["dvc", "exp", "run", "--temp"]
+
+
+def test_models_of_refuses_a_workspace_with_changes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """It runs in the workspace and restores it to HEAD after: uncommitted work would be lost."""
+    monkeypatch.setattr(seed_spread, "_git", lambda *a: " M params.yaml\n")
+    monkeypatch.setattr(seed_spread.subprocess, "run", lambda *a, **k: pytest.fail("ran dvc"))
+    with pytest.raises(SystemExit) as stop:
+        seed_spread.run_seed("dev-x", 1, [], models_of="x")
+    assert stop.value.code == (
+        "seed_spread: --models-of runs in the workspace: commit or stash your changes"
+    )
+
+
+def _fake_workspace(
+    monkeypatch: pytest.MonkeyPatch, new_train: dict, exit_codes: dict[str, int]
+) -> list[list[str]]:
+    """A clean workspace whose experiments' dvc.lock are HEAD's, except the new experiment's
+    train stage; returns the commands run (dvc and git), answered with ``exit_codes``."""
+    ran: list[list[str]] = []
+    locks = {"refs/exps/x-seed1": HEAD_LOCK, "HEAD": HEAD_LOCK}
+    locks["refs/exps/dev-x-seed1"] = {"stages": {**HEAD_LOCK["stages"], "train": new_train}}
+
+    def fake_git(*args: str) -> str:
+        if args[0] == "status":
+            return ""
+        assert args[0] == "show" and args[1].endswith(":dvc.lock"), args
+        return yaml.safe_dump(locks[args[1].rsplit(":", 1)[0]])
+
+    def fake_run(cmd: list[str], **kwargs: object) -> object:
+        ran.append(cmd)
+        return seed_spread.subprocess.CompletedProcess(cmd, exit_codes.get(cmd[2], 0))
+
+    monkeypatch.setattr(seed_spread, "_git", fake_git)
+    monkeypatch.setattr(seed_spread, "_exp_ref", lambda name: f"refs/exps/{name}")
+    monkeypatch.setattr(seed_spread.subprocess, "run", fake_run)
+    return ran
+
+
+def test_models_of_stops_when_the_settings_made_train_run_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    retrained = {**HEAD_LOCK["stages"]["train"], "params": {"params.yaml": {"lr": 0.1}}}
+    ran = _fake_workspace(monkeypatch, retrained, {})
+    with pytest.raises(SystemExit) as stop:
+        seed_spread.run_seed("dev-x", 1, ["lr=0.1"], models_of="x")
+    assert stop.value.code == "seed_spread: dev-x-seed1 trained again: its settings change training"
+    assert [c[:3] for c in ran] == [
+        ["dvc", "exp", "remove"],
+        ["dvc", "exp", "apply"],
+        ["dvc", "exp", "run"],
+        ["git", "checkout", "HEAD"],
+        ["dvc", "checkout", "--force"],
+    ]
+    assert ran[1][3] == "x-seed1" and ran[2][3:6] == ["-n", "dev-x-seed1", "-S"]
+
+
+def test_models_of_restores_the_workspace_when_the_run_fails(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    ran = _fake_workspace(monkeypatch, HEAD_LOCK["stages"]["train"], {"run": 1})
+    with pytest.raises(SystemExit) as stop:
+        seed_spread.run_seed("dev-x", 1, [], models_of="x")
+    assert stop.value.code == (
+        "seed_spread: dev-x-seed1 failed (its output is above); no record was written"
+    )
+    assert ran[-2][:3] == ["git", "checkout", "HEAD"] and ran[-1][:2] == ["dvc", "checkout"]
