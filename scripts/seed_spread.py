@@ -38,6 +38,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import NoReturn
 
 import yaml
 
@@ -122,6 +123,21 @@ def _require_head_code(exp: str, ref: str) -> None:
         sys.exit(f"seed_spread: {exp} ran other code than HEAD ({', '.join(stale)}); run it again")
 
 
+def _exp_run(exp: str, seed: int, sets: list[str], temp: bool) -> bool:
+    """``dvc exp run [--temp] -n exp -S seed=N -S ...`` (an older run of that name removed
+    first); whether it succeeded."""
+    subprocess.run(["dvc", "exp", "remove", exp], cwd=REPO, capture_output=True, check=False)
+    cmd = ["dvc", "exp", "run", *(["--temp"] if temp else []), "-n", exp, "-S", f"seed={seed}"]
+    for s in sets:
+        cmd += ["-S", s]
+    print("$ " + " ".join(cmd), flush=True)
+    return subprocess.run(cmd, cwd=REPO, check=False).returncode == 0
+
+
+def _failed(exp: str) -> NoReturn:
+    sys.exit(f"seed_spread: {exp} failed (its output is above); no record was written")
+
+
 def run_on_models_of(source: str, exp: str, seed: int, sets: list[str]) -> str:
     """Experiment ``exp``: the pipeline run in the workspace from experiment ``source``'s
     state with the settings, so that ``train`` is skipped; the workspace is restored after."""
@@ -129,20 +145,14 @@ def run_on_models_of(source: str, exp: str, seed: int, sets: list[str]) -> str:
         sys.exit("seed_spread: --models-of runs in the workspace: commit or stash your changes")
     src = _exp_ref(source)
     _require_head_code(source, src)
-    subprocess.run(["dvc", "exp", "remove", exp], cwd=REPO, capture_output=True, check=False)
-    cmd = ["dvc", "exp", "run", "-n", exp, "-S", f"seed={seed}"]
-    for s in sets:
-        cmd += ["-S", s]
     try:
-        ok = subprocess.run(["dvc", "exp", "apply", source], cwd=REPO, check=False).returncode == 0
-        if ok:
-            print("$ " + " ".join(cmd), flush=True)
-            ok = subprocess.run(cmd, cwd=REPO, check=False).returncode == 0
+        applied = subprocess.run(["dvc", "exp", "apply", source], cwd=REPO, check=False)
+        ok = applied.returncode == 0 and _exp_run(exp, seed, sets, temp=False)
     finally:
         subprocess.run(["git", "checkout", "HEAD", "--", "."], cwd=REPO, check=True)
         subprocess.run(["dvc", "checkout", "--force", "-q"], cwd=REPO, check=True)
     if not ok:
-        sys.exit(f"seed_spread: {exp} failed (its output is above); no record was written")
+        _failed(exp)
     ref = _exp_ref(exp)
     if _lock(ref)["stages"]["train"] != _lock(src)["stages"]["train"]:
         sys.exit(f"seed_spread: {exp} trained again: its settings change training")
@@ -163,13 +173,8 @@ def run_seed(
     elif models_of is not None:
         ref = run_on_models_of(f"{models_of}-seed{seed}", exp, seed, sets)
     else:
-        subprocess.run(["dvc", "exp", "remove", exp], cwd=REPO, capture_output=True, check=False)
-        cmd = ["dvc", "exp", "run", "--temp", "-n", exp, "-S", f"seed={seed}"]
-        for s in sets:
-            cmd += ["-S", s]
-        print("$ " + " ".join(cmd), flush=True)
-        if subprocess.run(cmd, cwd=REPO, check=False).returncode != 0:
-            sys.exit(f"seed_spread: {exp} failed (its output is above); no record was written")
+        if not _exp_run(exp, seed, sets, temp=True):
+            _failed(exp)
         ref = _exp_ref(exp)
     params = validate(yaml.safe_load(_git("show", f"{ref}:params.yaml")))
     unmet = unmet_settings(params, [f"seed={seed}", *sets])

@@ -139,13 +139,13 @@ def test_models_of_stops_when_the_settings_made_train_run_again(
         seed_spread.run_seed("dev-x", 1, ["lr=0.1"], models_of="x")
     assert stop.value.code == "seed_spread: dev-x-seed1 trained again: its settings change training"
     assert [c[:3] for c in ran] == [
-        ["dvc", "exp", "remove"],
         ["dvc", "exp", "apply"],
+        ["dvc", "exp", "remove"],
         ["dvc", "exp", "run"],
         ["git", "checkout", "HEAD"],
         ["dvc", "checkout", "--force"],
     ]
-    assert ran[1][3] == "x-seed1" and ran[2][3:6] == ["-n", "dev-x-seed1", "-S"]
+    assert ran[0][3] == "x-seed1" and ran[2][3:6] == ["-n", "dev-x-seed1", "-S"]
 
 
 def test_models_of_restores_the_workspace_when_the_run_fails(
