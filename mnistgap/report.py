@@ -29,6 +29,15 @@ WORST_LISTED, BEST_LISTED = 10, 5
 _NOT_CONFIG = {"seed", "device", "eval_batch_size", "leakage"}
 #: The other kind's architecture: an MLP has no channels, a CNN no hidden widths.
 _UNUSED_BY = {"mlp": {"cnn_channels"}, "cnn": {"hidden"}}
+#: What makes two machines one kind for the numbers (the keys of reports/train/environment.json
+#: that :func:`mnistgap.device.environment` writes): runs of one commit on one kind are
+#: bit-identical, runs on two kinds differ by their arithmetic.
+KIND_KEYS = ("device", "processor", "isa", "precision", "threads", "torch")
+
+
+def kind_agreement(a: Mapping[str, Any], b: Mapping[str, Any]) -> int:
+    """On how many of :data:`KIND_KEYS` two recorded environments agree (all: the same kind)."""
+    return sum(1 for k in KIND_KEYS if k in a and a.get(k) == b.get(k))
 
 
 @dataclass(frozen=True)
@@ -74,16 +83,25 @@ def config_of(params: Mapping[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in params.items() if k not in unused}
 
 
-def spread_of(seeds: Sequence[Mapping[str, Any]], params: Params) -> Mapping[str, Any] | None:
+def spread_of(
+    seeds: Sequence[Mapping[str, Any]],
+    params: Params,
+    environment: Mapping[str, Any] | None = None,
+) -> Mapping[str, Any] | None:
     """The seed-spread record of this run's configuration, if one was measured. A record's
     params are completed with the defaults of keys added after it was measured, for keys
     whose default keeps what ran before (``ensemble: 1`` is one model, as every record
     trained); a record measured before a key whose default changed the training carries that
-    key explicitly (``label_smoothing: 0.0`` in the records from before it)."""
+    key explicitly (``label_smoothing: 0.0`` in the records from before it). Where one
+    configuration was measured on several machine kinds, the record whose ``environment``
+    agrees most with this run's is its spread (ties: the first by name)."""
     wanted = config_of(as_file_dict(params))
-    return next(
-        (s for s in seeds if config_of(as_file_dict(validate(s["params"]))) == wanted), None
+    matches = sorted(
+        (s for s in seeds if config_of(as_file_dict(validate(s["params"]))) == wanted),
+        key=lambda s: s["name"],
     )
+    env = environment or {}
+    return max(matches, key=lambda s: kind_agreement(s.get("environment", {}), env), default=None)
 
 
 def _spread_cell(record: Mapping[str, Any] | None, metric: str) -> str:
@@ -110,7 +128,7 @@ def _handed_in(groups: Mapping[str, Any], rejected: Sequence[tuple[str, str]]) -
 
 
 def _cross_dataset(r: ReportInputs, params: Params, same_collection: bool) -> list[str]:
-    record = spread_of(r.seeds, params)
+    record = spread_of(r.seeds, params, r.environment)
     wf = r.klass.get("without_flagged", {})
     g = r.groups["groups"]
     folder = f"class folder `{params.class_digits.dir}`"

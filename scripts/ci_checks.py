@@ -36,13 +36,11 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from mnistgap.params import Params, validate  # noqa: E402
-from mnistgap.report import spread_of  # noqa: E402
+from mnistgap.report import KIND_KEYS, kind_agreement, spread_of  # noqa: E402
 
 #: Allowed difference of a headline accuracy between machine kinds when no seed spread is
 #: recorded for the configuration (about the spread of 3 seeds on the 1,797-digit sample).
 TOLERANCE = 0.03
-#: What makes two machines of one kind for the numbers (reports/train/environment.json).
-KIND_KEYS = ("device", "processor", "isa", "precision", "threads", "torch")
 MISSING = {"deleted", "not in cache"}
 
 
@@ -180,11 +178,11 @@ def check_reproduced() -> int:
     subprocess.run(["dvc", "metrics", "diff", "HEAD", "--md", "--all"], cwd=REPO, check=False)
     env_now = json.loads((REPO / "reports/train/environment.json").read_text(encoding="utf-8"))
     env_then = _git_json("reports/train/environment.json")
-    same_kind = all(env_now.get(k) == env_then.get(k) for k in KIND_KEYS)
+    same_kind = kind_agreement(env_now, env_then) == len(KIND_KEYS)
     seeds = [
         json.loads(p.read_text(encoding="utf-8")) for p in (REPO / "reports/seeds").glob("*.json")
     ]
-    record = spread_of(seeds, params)
+    record = spread_of(seeds, params, env_now)
     committed_files = {n: _git_json(f) for n, f in files.items()}
     committed = headline(committed_files)
     sizes = {n: int(m["n"]) for n, m in committed_files.items()}

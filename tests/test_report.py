@@ -92,6 +92,15 @@ def test_the_seed_spread_of_the_same_configuration_is_shown() -> None:
     assert spread_of([other], mlp.model_copy(update={"cnn_channels": [8]})) is other
     assert spread_of([record], params.model_copy(update={"cnn_channels": [8]})) is None
     assert spread_of([record], params.model_copy(update={"hidden": [8]})) is record
+    # One configuration measured on two machine kinds: each run reads the record of the kind
+    # that agrees most with its own environment; without one, the first by name.
+    bf16 = {**record, "name": "bf16-default"}
+    bf16["environment"] = {"processor": "AMD EPYC", "isa": "AVX512", "precision": "bf16"}
+    assert spread_of([record, bf16], params, record["environment"]) is record
+    assert spread_of([record, bf16], params, bf16["environment"]) is bf16
+    sapphire = {"processor": "Intel Xeon", "isa": "AVX512", "precision": "bf16"}
+    assert spread_of([record, bf16], params, sapphire) is bf16
+    assert spread_of([record, bf16], params) is bf16
     text = render_report(_inputs(5, seeds=[other, record]), params)
     table = text.split("## Every evaluation set", 1)[1].split("\n## ", 1)[0]
     assert "| 98.73% (98.50%–99.00%, 3 seeds) |" in table
