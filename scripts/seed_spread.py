@@ -26,8 +26,8 @@ code) instead of training again, for a record that differs from OTHER only in wh
 such as the development folder: each is applied to the workspace (``dvc exp apply``), the
 settings set and the pipeline run there (``dvc exp run -n NAME-seedN``: DVC skips ``train``,
 whose deps are unchanged), and the workspace restored to HEAD (``git checkout HEAD -- .`` and
-``dvc checkout --force``). It needs a workspace without changes to tracked files, and stops if
-the settings made ``train`` run again.
+``dvc checkout --force --allow-missing``: what the cache holds of HEAD's outputs). It needs a
+workspace without changes to tracked files, and stops if the settings made ``train`` run again.
 """
 
 from __future__ import annotations
@@ -150,7 +150,10 @@ def run_on_models_of(source: str, exp: str, seed: int, sets: list[str]) -> str:
         ok = applied.returncode == 0 and _exp_run(exp, seed, sets, temp=False)
     finally:
         subprocess.run(["git", "checkout", "HEAD", "--", "."], cwd=REPO, check=True)
-        subprocess.run(["dvc", "checkout", "--force", "-q"], cwd=REPO, check=True)
+        # --allow-missing: HEAD's outputs need not be in this cache (a fresh clone's is empty).
+        subprocess.run(
+            ["dvc", "checkout", "--force", "--allow-missing", "-q"], cwd=REPO, check=True
+        )
     if not ok:
         _failed(exp)
     ref = _exp_ref(exp)

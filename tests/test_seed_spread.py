@@ -146,6 +146,8 @@ def test_models_of_stops_when_the_settings_made_train_run_again(
         ["dvc", "checkout", "--force"],
     ]
     assert ran[0][3] == "x-seed1" and ran[2][3:6] == ["-n", "dev-x-seed1", "-S"]
+    # A cache without HEAD's outputs (a fresh clone's) must not make the restore fail.
+    assert "--allow-missing" in ran[4]
 
 
 def test_models_of_restores_the_workspace_when_the_run_fails(
