@@ -37,7 +37,7 @@ KIND_KEYS = ("device", "processor", "isa", "precision", "threads", "torch")
 
 def kind_agreement(a: Mapping[str, Any], b: Mapping[str, Any]) -> int:
     """On how many of :data:`KIND_KEYS` two recorded environments agree (all: the same kind)."""
-    return sum(1 for k in KIND_KEYS if k in a and a.get(k) == b.get(k))
+    return sum(1 for k in KIND_KEYS if a.get(k) == b.get(k))
 
 
 @dataclass(frozen=True)
