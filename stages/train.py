@@ -137,7 +137,11 @@ def _train_and_log(
             summary = {k: v for k, v in kept["0"].items() if k != "seed"}
         else:
             model.eval()
-            loss, acc = evaluate_loss_acc(model, val_x, val_y, train_cfg.eval_batch_size, device)
+            # The ensemble's validation loss is training's, label-smoothed where training
+            # smoothed: the same quantity as a single model's best_val_loss.
+            loss, acc = evaluate_loss_acc(
+                model, val_x, val_y, train_cfg.eval_batch_size, device, train_cfg.label_smoothing
+            )
             summary = {"best_val_loss": loss, "best_val_acc": acc, "members": kept}
         live.summary.update(summary)
         live.make_summary()

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 import yaml
 from PIL import Image
 
@@ -288,8 +289,14 @@ def test_train_checkpoint_and_dvclive_outputs(pipeline: Pipeline) -> None:
     assert summary["best_val_acc"] > 0.8  # the bars are easy
     # The kept weights are the best epoch's: re-evaluating gives the recorded val accuracy.
     val_x, val_y = load_split(pipeline.path("data/mnist/val.npz"))
-    acc = (predict_logits(model, val_x).argmax(1) == val_y).double().mean().item()
-    assert acc == pytest.approx(summary["best_val_acc"])
+    logits = predict_logits(model, val_x)
+    assert (logits.argmax(1) == val_y).double().mean().item() == pytest.approx(
+        summary["best_val_acc"]
+    )
+    # The ensemble's validation loss is training's: label-smoothed (params' 0.1), as labelled.
+    smoothed = F.cross_entropy(logits, val_y, label_smoothing=0.1).item()
+    assert summary["best_val_loss"] == pytest.approx(smoothed, rel=1e-5)
+    assert summary["best_val_loss"] != pytest.approx(F.cross_entropy(logits, val_y).item())
 
     # Every per-epoch series dvc.yaml plots exists, one row per epoch.
     dvc = yaml.safe_load((REPO / "dvc.yaml").read_text(encoding="utf-8"))
@@ -326,8 +333,14 @@ def test_train_an_ensemble(
     model, ckpt = load_checkpoint(model_path)
     assert ckpt["extra"]["members"] == summary["members"] and len(members(model)) == 2
     val_x, val_y = load_split(tiny_mnist.root / "val.npz")
-    acc = (predict_logits(model, val_x).argmax(1) == val_y).double().mean().item()
-    assert acc == pytest.approx(summary["best_val_acc"])
+    logits = predict_logits(model, val_x)
+    assert (logits.argmax(1) == val_y).double().mean().item() == pytest.approx(
+        summary["best_val_acc"]
+    )
+    # The ensemble's validation loss is training's: label-smoothed (params' 0.1), as labelled.
+    smoothed = F.cross_entropy(logits, val_y, label_smoothing=0.1).item()
+    assert summary["best_val_loss"] == pytest.approx(smoothed, rel=1e-5)
+    assert summary["best_val_loss"] != pytest.approx(F.cross_entropy(logits, val_y).item())
     # The loss curves run on through both members' epochs.
     rows = (live / "plots/metrics/val/loss.tsv").read_text(encoding="utf-8").splitlines()
     assert [r.split("\t")[0] for r in rows[1:]] == ["0", "1"]
