@@ -1,9 +1,13 @@
-"""`dvc exp run -S key=value` settings: a dotted key into the params tree, a YAML value.
+"""`dvc exp run -S key=value` settings: a dotted key into the params tree, a value read as DVC
+reads it.
 
-One definition of how a setting names a nested param (``augment.affine.degrees``) and how DVC
-reads its value (as YAML: ``1.0e-3`` a float, ``[32,64]`` a list), for the scripts, benchmarks
-and tests that apply settings or check them the way ``dvc exp run -S`` does. The stages never
-need it: they read params.yaml through :mod:`mnistgap.params`.
+DVC applies ``-S`` through Hydra's override grammar (with ``hydra.enabled`` as here, by
+composing ``conf/``; without it, by the same grammar on params.yaml), so this module parses a
+setting with Hydra's own parser: ``1e-3`` and ``1.0e-3`` are floats, ``[32,64]`` a list,
+``false`` a bool, ``preset=strong`` a choice of preset. One definition of how a setting names a
+nested param (``augment.affine.degrees``) and what its value is, for the scripts, benchmarks and
+tests that apply settings or check them the way ``dvc exp run -S`` does. The stages never need
+it: they read params.yaml through :mod:`mnistgap.params`.
 """
 
 from __future__ import annotations
@@ -12,22 +16,32 @@ import copy
 from collections.abc import Mapping
 from typing import Any
 
-import yaml
-
 
 class SettingError(ValueError):
     """A setting that is not ``key=value`` or names no param; the message is one line."""
 
 
 def parse(setting: str) -> tuple[str, Any]:
-    """``"key=value"`` -> ``(key, value read as YAML)``, as DVC reads ``-S key=value``."""
-    key, sep, value = setting.partition("=")
+    """``"key=value"`` -> ``(key, value)`` as ``dvc exp run -S key=value`` reads it (Hydra's
+    override grammar). Sweeps (``lr=1e-2,1e-3``) and Hydra's ``+``/``~`` forms are refused:
+    a setting sets one existing key to one value."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.core.override_parser.types import OverrideType
+    from hydra.errors import HydraException
+
+    key, sep, _ = setting.partition("=")
     if not sep or not key:
         raise SettingError(f"setting: expected key=value, got {setting!r}")
     try:
-        return key, yaml.safe_load(value)
-    except yaml.YAMLError as exc:
-        raise SettingError(f"setting: {setting!r} is not valid YAML: {exc.problem}") from None
+        override = OverridesParser.create().parse_override(setting)
+    except HydraException as exc:
+        detail = " ".join(str(exc).split())
+        raise SettingError(f"setting: {setting!r} is not a valid override: {detail}") from None
+    if override.type != OverrideType.CHANGE or override.package is not None:
+        raise SettingError(f"setting: {setting!r}: only key=value, no +, ~ or @package")
+    if override.is_sweep_override():
+        raise SettingError(f"setting: {setting!r} is a sweep (several values), not one value")
+    return override.key_or_group, override.value()
 
 
 def lookup(tree: Mapping[str, Any], key: str) -> Any:

@@ -1,4 +1,5 @@
-"""`dvc exp run -S` settings: parsed as DVC parses them, applied to existing keys only."""
+"""`dvc exp run -S` settings: parsed as DVC parses them (Hydra's grammar), applied to existing
+keys only."""
 
 from __future__ import annotations
 
@@ -8,16 +9,24 @@ from mnistgap.params import Params, as_file_dict, validate
 from mnistgap.settings import SettingError, applied, lookup, parse
 
 
-def test_parse_reads_the_value_as_yaml_like_dvc() -> None:
+def test_parse_reads_the_value_as_dvc_does_through_hydra_s_grammar() -> None:
     assert parse("lr=1.0e-3") == ("lr", 0.001)
+    # DVC applies -S through Hydra's override grammar, where 1e-3 is a float (PyYAML would
+    # read it as a string, and a run made with it would then fail its own check).
+    assert parse("lr=1e-3") == ("lr", 0.001)
     assert parse("cnn_channels=[32,64,128]") == ("cnn_channels", [32, 64, 128])
     assert parse("augment.blur.enabled=false") == ("augment.blur.enabled", False)
-    # PyYAML reads 1e-3 (no dot, no sign) as a string: params validation then rejects it.
-    assert parse("lr=1e-3") == ("lr", "1e-3")
-    assert parse("class_digits.dir=/a=b") == ("class_digits.dir", "/a=b")
+    assert parse("preset=strong") == ("preset", "strong")
+    assert parse("class_digits.dir=../shared/class_digits_dev") == (
+        "class_digits.dir",
+        "../shared/class_digits_dev",
+    )
+    assert parse('lr="1e-3"') == ("lr", "1e-3")  # quoted: a string, as in Hydra
 
 
-@pytest.mark.parametrize("bad", ["lr", "=3", "lr=[1,"])
+@pytest.mark.parametrize(
+    "bad", ["lr", "=3", "lr=[1,", "lr=1e-2,1e-3", "+lr=1", "~lr", "class_digits.dir=/a=b"]
+)
 def test_parse_rejects_a_malformed_setting_in_one_line(bad: str) -> None:
     with pytest.raises(SettingError) as err:
         parse(bad)
