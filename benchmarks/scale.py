@@ -22,6 +22,8 @@ from pathlib import Path
 
 from PIL import Image
 
+from mnistgap.tables import read_groups
+
 
 def run(name: str, argv: list[str]) -> tuple[float, float]:
     t0 = time.perf_counter()
@@ -66,9 +68,8 @@ def main() -> None:
     for name, argv in stages.items():
         seconds, rss = run(name, argv)
         print(f"{name:<16} {seconds:7.1f} s  peak RSS {rss:7.0f} MB", flush=True)
-    groups = json.loads((out / "groups" / "metrics.json").read_text(encoding="utf-8"))
-    summary = groups["summary"]
-    digits = sum(b["n"] for b in groups["groups"].values())
+    summary = json.loads((out / "groups" / "metrics.json").read_text(encoding="utf-8"))
+    digits = sum(b["n"] for b in read_groups(out / "groups" / "groups.csv").values())
     print(f"{digits} digits in {summary['groups']} groups; outputs in {out}")
     for png in ("groups/groups.png", "groups/group_digit_accuracy.png"):
         with Image.open(out / png) as im:

@@ -8,15 +8,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from mnistgap import atomic, plots
+from mnistgap import atomic, plots, tables
 from mnistgap.data import ClassSet, load_class, load_split, read_flags
 from mnistgap.device import select_device
 from mnistgap.metrics import (
     Evaluation,
     confusion_matrix,
     evaluate_logits,
-    metrics_block,
+    per_class_loss,
     predictions_csv,
+    summary,
 )
 from mnistgap.models import load_checkpoint
 from mnistgap.tta import predict_logits
@@ -42,27 +43,19 @@ def evaluate_checkpoint(
 
 def write_standard_outputs(out_dir: str | Path, ev: Evaluation, title: str) -> dict:
     """predictions.csv (DVC confusion plot), per_class_loss.csv, confusion.png, per_class_loss.png;
-    returns the metrics block (the caller writes metrics.json last, marking completion)."""
+    returns the headline block (the caller writes metrics.json last, marking completion)."""
     out = Path(out_dir)
-    block = metrics_block(ev)
+    block = summary(ev)
+    losses = per_class_loss(ev.labels, ev.losses)
     atomic.write_text(out / "predictions.csv", predictions_csv(ev))
-    atomic.write_csv(
-        out / "per_class_loss.csv",
-        ["digit", "loss"],
-        [
-            [f"digit {c}", "" if v is None else f"{v:.5f}"]
-            for c, v in block["per_class_loss"].items()
-        ],
-    )
+    atomic.write_csv(out / "per_class_loss.csv", *tables.per_class_loss_table(losses))
     plots.confusion_figure(
         out / "confusion.png",
         confusion_matrix(ev.labels, ev.preds),
         f"{title}: accuracy {block['accuracy']:.2%} (n={block['n']})",
     )
     plots.per_class_loss_figure(
-        out / "per_class_loss.png",
-        [block["per_class_loss"][str(c)] for c in range(10)],
-        f"{title}: mean loss per true digit",
+        out / "per_class_loss.png", losses, f"{title}: mean loss per true digit"
     )
     return block
 

@@ -273,24 +273,10 @@ def leakage_rows(
     ]
 
 
-def leakage_metrics(result: LeakageResult, groups: Sequence[int]) -> dict:
-    """Summary for ``metrics.json``: counts, fraction, flagged per group and per reason, medians."""
+def leakage_metrics(result: LeakageResult) -> dict:
+    """The headline for ``metrics.json``: how many class digits, how many flagged. Per digit
+    (distances, ratios, reasons, groups) is leakage.csv, which the report reads."""
     n = len(result.distance)
     if n == 0:
         raise ValueError("no class digits to summarise")
-    groups_arr = np.asarray(groups)
-    by_group = {
-        str(int(g)): int(result.flagged[groups_arr == g].sum()) for g in np.unique(groups_arr)
-    }
-    flagged = int(result.flagged.sum())
-    return {
-        "threshold": result.threshold,
-        "ratio_threshold": result.ratio_threshold,
-        "n": n,
-        "flagged": flagged,
-        "flagged_fraction": flagged / n,
-        "flagged_by_group": by_group,
-        "flagged_by_reason": {r: int((result.reason == r).sum()) for r in REASONS},
-        "median_distance": float(np.median(result.distance)),
-        "median_ratio": float(np.median(result.ratio)),
-    }
+    return {"n": n, "flagged": int(result.flagged.sum())}

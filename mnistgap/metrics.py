@@ -94,7 +94,8 @@ def per_class_loss(
 
 
 def summary(ev: Evaluation) -> dict:
-    """accuracy, 95% interval, mean loss and n: the block every metrics file uses."""
+    """accuracy, 95% interval, mean loss and n: the headline block of every metrics file
+    (per-digit and per-group numbers go to CSV files beside it)."""
     n = len(ev.labels)
     correct = int((ev.labels == ev.preds).sum())
     low, high = wilson_interval(correct, n)
@@ -107,13 +108,10 @@ def summary(ev: Evaluation) -> dict:
     }
 
 
-def metrics_block(ev: Evaluation) -> dict:
-    """summary() plus the per-class mean loss keyed "0".."9"."""
-    block = summary(ev)
-    block["per_class_loss"] = {
-        str(c): loss for c, loss in enumerate(per_class_loss(ev.labels, ev.losses))
-    }
-    return block
+def without_loss(block: dict) -> dict:
+    """A :func:`summary` block without its loss: accuracy, interval and n (the
+    "without MNIST look-alikes" figures, which the report reads against the full set's)."""
+    return {k: v for k, v in block.items() if k != "loss"}
 
 
 def group_summaries(ev: Evaluation, groups: np.ndarray) -> dict[str, dict]:

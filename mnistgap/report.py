@@ -42,17 +42,26 @@ def kind_agreement(a: Mapping[str, Any], b: Mapping[str, Any]) -> int:
 
 @dataclass(frozen=True)
 class ReportInputs:
-    """Everything the report reads (the parsed metrics files)."""
+    """Everything the report reads: the parsed metrics files (headline numbers) and the tables
+    beside them (:mod:`mnistgap.tables`)."""
 
     mnist: Mapping[str, Any]
     klass: Mapping[str, Any]
-    groups: Mapping[str, Any]
+    #: groups.csv: {id: {accuracy, ci_low, ci_high, loss, n, flagged, without_flagged}}
+    groups: Mapping[str, Mapping[str, Any]]
+    #: groups/metrics.json: {groups, median_accuracy, worst_accuracy, below_90}
+    group_spread: Mapping[str, Any]
     train: Mapping[str, Any]
+    #: leakage/metrics.json ({n, flagged}) and what :func:`mnistgap.tables.read_leakage` says
     leakage: Mapping[str, Any]
     rejected: Sequence[tuple[str, str]]
     environment: Mapping[str, Any] = field(default_factory=dict)
     external: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     seeds: Sequence[Mapping[str, Any]] = ()
+    #: The mean loss per true digit: "mnist", "class" and each external set's name.
+    per_class_loss: Mapping[str, Sequence[float | None]] = field(default_factory=dict)
+    #: train/members.json: each member's seed, kept epoch and epochs run.
+    members: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
 
 def _pct(x: float | None) -> str:
@@ -130,7 +139,7 @@ def _handed_in(groups: Mapping[str, Any], rejected: Sequence[tuple[str, str]]) -
 def _cross_dataset(r: ReportInputs, params: Params, same_collection: bool) -> list[str]:
     record = spread_of(r.seeds, params, r.environment)
     wf = r.klass.get("without_flagged", {})
-    g = r.groups["groups"]
+    g = r.groups
     folder = f"class folder `{params.class_digits.dir}`"
     rows = [
         [
@@ -158,7 +167,7 @@ def _cross_dataset(r: ReportInputs, params: Params, same_collection: bool) -> li
             f"{wf.get('n', 0):,}",
             f"{len(g)} groups",
             f"{_pct(wf.get('accuracy'))} [{_ci(wf)}]",
-            _num(wf.get("loss")),
+            "—",
             _spread_cell(record, "class_without_flagged"),
             "—",
         ],
@@ -217,7 +226,11 @@ def _cross_dataset(r: ReportInputs, params: Params, same_collection: bool) -> li
     return out
 
 
-def _training_sentence(train: Mapping[str, Any], label_smoothing: float = 0.0) -> str:
+def _training_sentence(
+    train: Mapping[str, Any],
+    members: Mapping[str, Mapping[str, Any]],
+    label_smoothing: float = 0.0,
+) -> str:
     """What training kept: the epoch of one model, or each member of an ensemble. The
     validation loss is training's: label-smoothed where training smoothed."""
     smoothed = f" (label smoothing {label_smoothing:g})" if label_smoothing else ""
@@ -225,17 +238,16 @@ def _training_sentence(train: Mapping[str, Any], label_smoothing: float = 0.0) -
         f"validation loss{smoothed} {_num(train.get('best_val_loss'))}, accuracy "
         f"{_pct(train.get('best_val_acc'))}"
     )
-    if "members" not in train:
+    if len(members) <= 1:
         return (
             f"Training kept epoch {train.get('best_epoch')} of {train.get('epochs_run')} "
             f"(best {val})."
         )
     kept = "; ".join(
-        f"seed {m['seed']}: epoch {m['best_epoch']} of {m['epochs_run']}"
-        for m in train["members"].values()
+        f"seed {m['seed']}: epoch {m['best_epoch']} of {m['epochs_run']}" for m in members.values()
     )
     return (
-        f"An ensemble of {len(train['members'])} models, their probabilities averaged "
+        f"An ensemble of {len(members)} models, their probabilities averaged "
         f"({val}); each member kept ({kept})."
     )
 
@@ -284,11 +296,12 @@ def _groups_section(g: Mapping[str, Mapping[str, Any]], summary: Mapping[str, An
     sizes = sorted({b["n"] for b in g.values()})
     size = f"{sizes[0]}" if len(sizes) == 1 else f"{sizes[0]}–{sizes[-1]}"
     width = statistics.median(b["ci_high"] - b["ci_low"] for b in g.values())
+    best = max(b["accuracy"] for b in g.values())
     out = ["## Per group\n"]
     out.append(
         f"{len(g)} groups of {size} digits; median group accuracy "
-        f"{_pct(summary.get('median_accuracy'))} (from {_pct(summary.get('min_accuracy'))} to "
-        f"{_pct(summary.get('max_accuracy'))}), {summary.get('below_90', 0)} below 90%. "
+        f"{_pct(summary.get('median_accuracy'))} (from {_pct(summary.get('worst_accuracy'))} to "
+        f"{_pct(best)}), {summary.get('below_90', 0)} below 90%. "
         f"The median group's 95% interval is {100 * width:.1f} points wide: read differences "
         "between groups against their intervals.\n"
     )
@@ -313,7 +326,7 @@ def _group_key(gid: str) -> tuple[int, str]:
 
 def render_report(r: ReportInputs, params: Params) -> str:
     """The whole report as a Markdown string (deterministic for the same inputs)."""
-    g = r.groups["groups"]
+    g = r.groups
     env = r.environment
     same_collection = reference.is_reference_collection(_handed_in(g, r.rejected))
     out: list[str] = ["# MNIST → real handwriting: pipeline report\n"]
@@ -330,7 +343,7 @@ def render_report(r: ReportInputs, params: Params) -> str:
     )
     out += _cross_dataset(r, params, same_collection)
     out.append(
-        f"{_training_sentence(r.train, params.label_smoothing)} "
+        f"{_training_sentence(r.train, r.members, params.label_smoothing)} "
         f"{len(r.rejected)} entries of the class folder were not used (see "
         "[`class/rejected.csv`](class/rejected.csv)).\n"
     )
@@ -386,7 +399,7 @@ def render_report(r: ReportInputs, params: Params) -> str:
         _table(
             [str(d) for d in range(10)],
             [
-                [_num(r.mnist["per_class_loss"][str(d)], 3) for d in range(10)],
+                [_num(v, 3) for v in r.per_class_loss["mnist"]],
                 [f"{v:.2f}" for v in reference.MNIST_PER_CLASS_LOSS],
             ],
         )
@@ -398,13 +411,13 @@ def render_report(r: ReportInputs, params: Params) -> str:
     out.append(
         _table(
             [str(d) for d in range(10)],
-            [[_num(r.klass["per_class_loss"][str(d)], 3) for d in range(10)]],
+            [[_num(v, 3) for v in r.per_class_loss["class"]]],
         )
     )
     out.append("\n![class confusion matrix](class/confusion.png)\n")
     out.append("![misclassified class digits](class/misclassified.png)\n")
 
-    out += _groups_section(g, r.groups.get("summary", {}))
+    out += _groups_section(g, r.group_spread)
 
     if r.external:
         out.append("## Independent sets\n")
@@ -416,8 +429,8 @@ def render_report(r: ReportInputs, params: Params) -> str:
             _table(
                 ["set", *[str(d) for d in range(10)]],
                 [
-                    [SETS[name].title] + [_num(m["per_class_loss"][str(d)], 3) for d in range(10)]
-                    for name, m in r.external.items()
+                    [SETS[name].title] + [_num(v, 3) for v in r.per_class_loss[name]]
+                    for name in r.external
                 ],
             )
         )
@@ -426,16 +439,15 @@ def render_report(r: ReportInputs, params: Params) -> str:
             out.append(f"![{SETS[name].title} confusion matrix](external/{name}/confusion.png)\n")
 
     out.append("## Leakage check\n")
-    by_reason = r.leakage.get("flagged_by_reason", {})
-    by_group = r.leakage.get("flagged_by_group", {})
-    flagged_groups = {k: v for k, v in by_group.items() if v}
+    by_reason = {k: r.leakage["by_reason"].get(k, 0) for k in ("distance", "ratio", "both")}
+    flagged_groups = dict(sorted(r.leakage["by_group"].items(), key=lambda kv: _group_key(kv[0])))
     out.append(
         f"{r.leakage.get('flagged', 0)} of {r.leakage.get('n', 0)} class digits are flagged as "
         "probable copies of an MNIST training image. After the same preprocessing of both "
         "sides, a digit is flagged when its RMS distance to the nearest training image is "
-        f"below {r.leakage.get('threshold')} (an almost unchanged copy) or when the ratio of "
+        f"below {params.leakage.threshold} (an almost unchanged copy) or when the ratio of "
         "that distance to the distance of the second-nearest training image is below "
-        f"{r.leakage.get('ratio_threshold')} (a degraded copy, e.g. binarised, is still far "
+        f"{params.leakage.ratio_threshold} (a degraded copy, e.g. binarised, is still far "
         "closer to its original than to any other image). Both thresholds were calibrated "
         "on genuine new handwriting, the MNIST test digits "
         "(`benchmarks/leakage_calibration.py`). "

@@ -1,9 +1,9 @@
 """Stage `evaluate_class`: the trained model on every usable class digit.
 
 Reads  models/model.pt, data/class/digits.npz, reports/leakage/leakage.csv.
-Writes reports/class/metrics.json ({accuracy, ci_low, ci_high, loss, n, per_class_loss,
-without_flagged}), reports/class/predictions.csv (actual,predicted for DVC's confusion plot),
-reports/class/confusion.png, reports/class/per_class_loss.png and
+Writes reports/class/metrics.json ({accuracy, ci_low, ci_high, loss, n, without_flagged:
+{accuracy, ci_low, ci_high, n}}), reports/class/predictions.csv (actual,predicted for DVC's
+confusion plot), reports/class/per_class_loss.csv, confusion.png, per_class_loss.png and
 reports/class/misclassified.png (every wrong digit with true/predicted label and confidence).
 """
 
@@ -17,7 +17,7 @@ import numpy as np
 from mnistgap import atomic, plots
 from mnistgap.cli import class_eval_parser, run_stage
 from mnistgap.evaluation import evaluate_class_digits, write_standard_outputs
-from mnistgap.metrics import summary
+from mnistgap.metrics import summary, without_loss
 from mnistgap.params import load_params
 
 log = logging.getLogger("stages.evaluate_class")
@@ -33,7 +33,7 @@ def main(argv: list[str] | None = None) -> None:
         args.model, args.data, args.leakage, p["device"], p["eval_batch_size"], p["tta"]
     )
     block = write_standard_outputs(args.out, ev, "class digits")
-    block["without_flagged"] = summary(ev.subset(~flagged))
+    block["without_flagged"] = without_loss(summary(ev.subset(~flagged)))
 
     wrong = np.flatnonzero(ev.preds != ev.labels)
     wrong = wrong[np.argsort(-ev.confidence[wrong], kind="stable")]  # most confident first

@@ -1,10 +1,10 @@
 """Stage `evaluate_groups`: the trained model on each group of writers of the class digits.
 
 Reads  models/model.pt, data/class/digits.npz, reports/leakage/leakage.csv.
-Writes reports/groups/metrics.json ({"summary": {groups, median_accuracy, min_accuracy,
-max_accuracy, below_90}, "groups": {"<id>": {accuracy, ci_low, ci_high, loss, n,
-without_flagged}}}), reports/groups/groups.csv (one row per group, for DVC's bar plot and
-for reading when there are many), reports/groups/groups.png (every group's accuracy with its
+Writes reports/groups/metrics.json (the spread of the groups, a few numbers at any number of
+groups: {groups, median_accuracy, worst_accuracy, below_90}), reports/groups/groups.csv (one row
+per group: accuracy, interval, loss, n, flagged look-alikes and the accuracy without them; DVC's
+bar plot and the report read it), reports/groups/groups.png (every group's accuracy with its
 95% Wilson interval, sorted from the worst, and their distribution) and
 reports/groups/group_digit_accuracy.png (group x digit heatmap: every group when there are
 few, else the worst ones).
@@ -21,6 +21,7 @@ from mnistgap.evaluation import evaluate_class_digits
 from mnistgap.groups import group_spread, rank_groups
 from mnistgap.metrics import group_digit_accuracy, group_summaries
 from mnistgap.params import load_params
+from mnistgap.tables import groups_table
 
 log = logging.getLogger("stages.evaluate_groups")
 
@@ -37,23 +38,12 @@ def main(argv: list[str] | None = None) -> None:
     groups = group_summaries(ev, cs.groups)
     clean = group_summaries(ev.subset(~flagged), cs.groups[~flagged])
     for gid, block in groups.items():
-        block["without_flagged"] = clean.get(gid, {"accuracy": None, "n": 0})
+        block["flagged"] = int(flagged[cs.groups == int(gid)].sum())
+        block["without_flagged"] = {
+            k: clean.get(gid, {"accuracy": None, "n": 0})[k] for k in ("accuracy", "n")
+        }
 
-    atomic.write_csv(
-        args.out / "groups.csv",
-        ["group", "accuracy", "ci_low", "ci_high", "loss", "n"],
-        [
-            [
-                f"group {g}",
-                f"{b['accuracy']:.4f}",
-                f"{b['ci_low']:.4f}",
-                f"{b['ci_high']:.4f}",
-                f"{b['loss']:.4f}",
-                b["n"],
-            ]
-            for g, b in groups.items()
-        ],
-    )
+    atomic.write_csv(args.out / "groups.csv", *groups_table(groups))
     plots.group_accuracy_figure(args.out / "groups.png", groups, "class digits per group")
     ids, matrix = group_digit_accuracy(ev, cs.groups)
     ranked = rank_groups(groups)
@@ -65,15 +55,13 @@ def main(argv: list[str] | None = None) -> None:
     plots.heatmap_figure(
         args.out / "group_digit_accuracy.png", matrix[rows], [f"{g}" for g in shown], title
     )
-    metrics = {"summary": group_spread(groups), "groups": groups}
-    atomic.write_json(args.out / "metrics.json", metrics)  # last: marks completion
-    spread = metrics["summary"]
+    spread = group_spread(groups)
+    atomic.write_json(args.out / "metrics.json", spread)  # last: marks completion
     log.info(
-        "%d groups: median accuracy %.4f (%.4f-%.4f), %d below 90%%; worst: %s",
+        "%d groups: median accuracy %.4f (worst %.4f), %d below 90%%; worst: %s",
         spread["groups"],
         spread["median_accuracy"],
-        spread["min_accuracy"],
-        spread["max_accuracy"],
+        spread["worst_accuracy"],
         spread["below_90"],
         ", ".join(f"{g} {groups[g]['accuracy']:.3f} (n={groups[g]['n']})" for g in ranked[:5]),
     )

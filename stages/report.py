@@ -1,9 +1,10 @@
 """Stage `report`: write reports/report.md from every metrics file and the params used.
 
-Reads  reports/{mnist,class,groups,train,leakage}/metrics.json, reports/class/rejected.csv,
-reports/train/environment.json, reports/external/<set>/metrics.json for every set in params'
-`external`, the seed-spread records reports/seeds/*.json (written by scripts/seed_spread.py)
-and params.yaml.
+Reads  reports/{mnist,class,groups,train,leakage}/metrics.json, the tables beside them
+(per_class_loss.csv of every evaluated set, groups/groups.csv, leakage/leakage.csv),
+reports/class/rejected.csv, reports/train/{environment,members}.json,
+reports/external/<set>/metrics.json for every set in params' `external`, the seed-spread
+records reports/seeds/*.json (written by scripts/seed_spread.py) and params.yaml.
 Writes reports/report.md.
 """
 
@@ -16,7 +17,7 @@ import logging
 import sys
 from pathlib import Path
 
-from mnistgap import atomic
+from mnistgap import atomic, tables
 from mnistgap.cli import run_stage
 from mnistgap.params import Params, load_params
 from mnistgap.report import ReportInputs, render_report
@@ -42,16 +43,26 @@ def main(argv: list[str] | None = None) -> None:
     r = args.reports
     with (r / "class" / "rejected.csv").open(encoding="utf-8", newline="") as fh:
         rejected = [(row["file"], row["reason"]) for row in csv.DictReader(fh)]
+    evaluated = {"mnist": r / "mnist", "class": r / "class"} | {
+        name: r / "external" / name for name in params.external
+    }
     inputs = ReportInputs(
         mnist=_json(r / "mnist" / "metrics.json"),
         klass=_json(r / "class" / "metrics.json"),
-        groups=_json(r / "groups" / "metrics.json"),
+        groups=tables.read_groups(r / "groups" / "groups.csv"),
+        group_spread=_json(r / "groups" / "metrics.json"),
         train=_json(r / "train" / "metrics.json"),
-        leakage=_json(r / "leakage" / "metrics.json"),
+        members=_json(r / "train" / "members.json"),
+        leakage=_json(r / "leakage" / "metrics.json")
+        | tables.read_leakage(r / "leakage" / "leakage.csv"),
         rejected=rejected,
         environment=_json(r / "train" / "environment.json"),
         external={name: _json(r / "external" / name / "metrics.json") for name in params.external},
         seeds=[_json(p) for p in sorted(args.seeds.glob("*.json"))],
+        per_class_loss={
+            name: tables.read_per_class_loss(folder / "per_class_loss.csv")
+            for name, folder in evaluated.items()
+        },
     )
     atomic.write_text(args.out, render_report(inputs, params))
     log.info("wrote %s", args.out)

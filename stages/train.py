@@ -2,15 +2,15 @@
 
 Reads  data/mnist/train.npz, data/mnist/val.npz and the training params.
 Writes models/model.pt (self-describing checkpoint) and reports/train/ (dvclive: per-epoch
-train/validation loss and accuracy under plots/metrics/, summary metrics.json with
-best_epoch and epochs_run; environment.json: the processor, precision and library versions
-the numbers came from).
+train/validation loss and accuracy under plots/metrics/; metrics.json: the kept model's
+validation loss and accuracy, and for one model its kept epoch and epochs run; members.json:
+each member's seed, kept epoch and epochs run; environment.json: the processor, precision and
+library versions the numbers came from).
 
 With ``ensemble: k`` > 1 the members are trained one after another on this split (which
 ``seed`` made), member i initialised, shuffled, augmented and dropped out from ``seed + i``
 (so member 0 is the model of a single run). The curves run on through the members' epochs;
-metrics.json holds the ensemble's validation loss and accuracy and, under ``members``, each
-member's seed, kept epoch and epochs run.
+metrics.json holds the ensemble's validation loss and accuracy, members.json each member's.
 
 Kill-safe: dvclive writes into a fresh hidden sibling of --live (``reports/.train.partial-<pid>``),
 which replaces --live only after the checkpoint is saved, so a killed run leaves the previous
@@ -133,6 +133,7 @@ def _train_and_log(
                 "best_val_acc": best["val_acc"],
             }
         atomic.write_json(live_dir / "environment.json", results[0].environment)
+        atomic.write_json(live_dir / "members.json", kept)
         if len(kept) == 1:
             summary = {k: v for k, v in kept["0"].items() if k != "seed"}
         else:
@@ -142,10 +143,11 @@ def _train_and_log(
             loss, acc = evaluate_loss_acc(
                 model, val_x, val_y, train_cfg.eval_batch_size, device, train_cfg.label_smoothing
             )
-            summary = {"best_val_loss": loss, "best_val_acc": acc, "members": kept}
-        live.summary.update(summary)
-        live.make_summary()
-    return summary
+            summary = {"best_val_loss": loss, "best_val_acc": acc}
+    # metrics.json holds the headline only (dvclive's own summary adds the last epoch's
+    # figures, which are not the kept model's): written over dvclive's once it is done.
+    atomic.write_json(live_dir / "metrics.json", summary)
+    return summary | ({"members": kept} if len(kept) > 1 else {})
 
 
 if __name__ == "__main__":

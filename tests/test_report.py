@@ -20,24 +20,27 @@ def _block(acc: float, n: int = 40) -> dict[str, Any]:
         "ci_high": min(1.0, acc + 0.05),
         "loss": 1 - acc,
         "n": n,
-        "per_class_loss": {str(d): 0.1 for d in range(10)},
         "without_flagged": {"accuracy": acc, "n": n},
     }
 
 
 def _inputs(n_groups: int, seeds: list[dict[str, Any]] | None = None) -> ReportInputs:
-    groups = {str(g): _block(0.5 + 0.49 * g / n_groups) for g in range(1, n_groups + 1)}
-    summary = {"median_accuracy": 0.75, "min_accuracy": 0.5, "max_accuracy": 0.99, "below_90": 3}
+    groups = {
+        str(g): _block(0.5 + 0.49 * g / n_groups) | {"flagged": 0} for g in range(1, n_groups + 1)
+    }
+    spread = {"groups": n_groups, "median_accuracy": 0.75, "worst_accuracy": 0.5, "below_90": 3}
     return ReportInputs(
         mnist=_block(0.988, 10000),
         klass=_block(0.9, 40 * n_groups),
-        groups={"summary": summary, "groups": groups},
+        groups=groups,
+        group_spread=spread,
         train={"best_epoch": 20, "epochs_run": 20},
-        leakage={"flagged": 0, "n": 40 * n_groups},
+        leakage={"flagged": 0, "n": 40 * n_groups, "by_reason": {}, "by_group": {}},
         rejected=[],
         environment={"processor": "AMD EPYC", "isa": "AVX2", "precision": "fp32", "threads": 2},
         external={"usps": _block(0.965, 2007)},
         seeds=seeds or [],
+        per_class_loss={name: [0.1] * 10 for name in ("mnist", "class", "usps")},
     )
 
 

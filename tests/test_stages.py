@@ -43,6 +43,7 @@ from mnistgap.models import load_checkpoint, members
 from mnistgap.params import Params, load_params
 from mnistgap.report import _handed_in, _training_sentence
 from mnistgap.split import train_val_indices
+from mnistgap.tables import read_groups, read_per_class_loss
 from mnistgap.tta import predict_logits as tta_logits
 
 REPO = Path(__file__).resolve().parents[1]
@@ -81,18 +82,13 @@ def write_leakage(reports: Path, files: list[str], digits: list[int], groups: li
     out.mkdir(parents=True, exist_ok=True)
     with (out / "leakage.csv").open("w", encoding="utf-8", newline="") as fh:
         w = csv.writer(fh, lineterminator="\n")
-        w.writerow(CSV_HEADER[:8])  # the columns before the ratio test's additions
+        w.writerow(CSV_HEADER)
         for i, (f, d, g) in enumerate(zip(files, digits, groups, strict=True)):
             flagged = f == FLAGGED_FILE
-            w.writerow([f, d, g, 1, i, d, "0.05" if flagged else "0.3", int(flagged)])
-    metrics = {
-        "threshold": 0.1,
-        "n": len(files),
-        "flagged": 1,
-        "flagged_fraction": 1 / len(files),
-        "flagged_by_group": {"1": 1},
-        "median_distance": 0.3,
-    }
+            distance = "0.05" if flagged else "0.3"
+            reason = "distance" if flagged else ""
+            w.writerow([f, d, g, 1, i, d, distance, int(flagged), "0.4", "0.75", reason])
+    metrics = {"n": len(files), "flagged": 1}
     (out / "metrics.json").write_text(json.dumps(metrics), encoding="utf-8")
 
 
@@ -282,6 +278,11 @@ def test_train_checkpoint_and_dvclive_outputs(pipeline: Pipeline) -> None:
     model, ckpt = load_checkpoint(pipeline.path("models/model.pt"))
     assert ckpt["model_config"]["model"] == "mlp" and ckpt["model_config"]["hidden"] == [128]
     summary = pipeline.json("reports/train/metrics.json")
+    # The kept model's headline only (not dvclive's last-epoch figures).
+    assert set(summary) == {"best_val_loss", "best_val_acc", "best_epoch", "epochs_run"}
+    assert pipeline.json("reports/train/members.json") == {
+        "0": {"seed": 42, **{k: summary[k] for k in summary}}
+    }
     assert summary["epochs_run"] == 2
     assert summary["best_epoch"] in (1, 2)
     assert ckpt["extra"]["best_epoch"] == summary["best_epoch"]
@@ -328,10 +329,12 @@ def test_train_an_ensemble(
     argv = ["--data", str(tiny_mnist.root), "--model", str(model_path), "--live", str(live)]
     stages.train.main([*argv, "--params", str(params)])
     summary = json.loads((live / "metrics.json").read_text(encoding="utf-8"))
-    assert [m["seed"] for m in summary["members"].values()] == [5, 6]
-    assert all(m["epochs_run"] == 1 for m in summary["members"].values())
+    assert set(summary) == {"best_val_loss", "best_val_acc"}  # headline; members beside it
+    kept = json.loads((live / "members.json").read_text(encoding="utf-8"))
+    assert [m["seed"] for m in kept.values()] == [5, 6]
+    assert all(m["epochs_run"] == 1 for m in kept.values())
     model, ckpt = load_checkpoint(model_path)
-    assert ckpt["extra"]["members"] == summary["members"] and len(members(model)) == 2
+    assert ckpt["extra"]["members"] == kept and len(members(model)) == 2
     val_x, val_y = load_split(tiny_mnist.root / "val.npz")
     logits = predict_logits(model, val_x)
     assert (logits.argmax(1) == val_y).double().mean().item() == pytest.approx(
@@ -344,19 +347,24 @@ def test_train_an_ensemble(
     # The loss curves run on through both members' epochs.
     rows = (live / "plots/metrics/val/loss.tsv").read_text(encoding="utf-8").splitlines()
     assert [r.split("\t")[0] for r in rows[1:]] == ["0", "1"]
-    sentence = _training_sentence(summary)
+    sentence = _training_sentence(summary, kept)
     assert sentence.startswith("An ensemble of 2 models") and "seed 6: epoch 1 of 1" in sentence
-    assert "(label smoothing 0.1) " in _training_sentence(summary, 0.1)
+    assert "(label smoothing 0.1) " in _training_sentence(summary, kept, 0.1)
     assert "label smoothing" not in sentence
 
 
 # --------------------------------------------------------------------------- evaluate_mnist
 def test_evaluate_mnist_outputs(pipeline: Pipeline) -> None:
     m = pipeline.json("reports/mnist/metrics.json")
-    assert set(m) == {"accuracy", "ci_low", "ci_high", "loss", "n", "per_class_loss"}
+    # Headline numbers only; the loss per true digit is the table beside it.
+    assert set(m) == {"accuracy", "ci_low", "ci_high", "loss", "n"}
     assert m["n"] == 100
-    assert list(m["per_class_loss"]) == [str(d) for d in range(10)]
-    assert all(v is not None and v >= 0 for v in m["per_class_loss"].values())
+    per_digit = read_per_class_loss(pipeline.path("reports/mnist/per_class_loss.csv"))
+    assert len(per_digit) == 10 and all(v is not None and v >= 0 for v in per_digit)
+    counts = np.bincount(pipeline.mnist.test_labels, minlength=10)
+    assert sum(v * c for v, c in zip(per_digit, counts, strict=True)) / 100 == pytest.approx(
+        m["loss"], abs=1e-4
+    )
 
     rows = pipeline.csv("reports/mnist/predictions.csv")
     assert len(rows) == 100 and list(rows[0]) == ["actual", "predicted"]
@@ -384,7 +392,11 @@ def test_evaluate_mnist_outputs(pipeline: Pipeline) -> None:
 
     per_class = pipeline.csv("reports/mnist/per_class_loss.csv")
     assert [r["digit"] for r in per_class] == [f"digit {d}" for d in range(10)]
-    assert float(per_class[3]["loss"]) == pytest.approx(m["per_class_loss"]["3"], abs=1e-5)
+    threes = actual == 3
+    per_image = torch.nn.functional.cross_entropy(
+        logits, torch.from_numpy(actual), reduction="none"
+    )
+    assert float(per_class[3]["loss"]) == pytest.approx(per_image[threes].mean().item(), abs=1e-5)
     for png in ("confusion.png", "per_class_loss.png"):
         assert _is_png(pipeline.path(f"reports/mnist/{png}")), png
 
@@ -420,15 +432,7 @@ def _class_predictions(pipeline: Pipeline) -> tuple[np.ndarray, np.ndarray]:
 
 def test_evaluate_class_outputs(pipeline: Pipeline) -> None:
     m = pipeline.json("reports/class/metrics.json")
-    assert set(m) == {
-        "accuracy",
-        "ci_low",
-        "ci_high",
-        "loss",
-        "n",
-        "per_class_loss",
-        "without_flagged",
-    }
+    assert set(m) == {"accuracy", "ci_low", "ci_high", "loss", "n", "without_flagged"}
     assert m["n"] == 30
     actual, predicted = _class_predictions(pipeline)
     np.testing.assert_array_equal(actual, [int(f[0]) for f in pipeline.class_files])
@@ -438,16 +442,20 @@ def test_evaluate_class_outputs(pipeline: Pipeline) -> None:
     assert wf["n"] == m["n"] - 1
     keep = np.array([f != FLAGGED_FILE for f in pipeline.class_files])
     assert wf["accuracy"] == pytest.approx((actual[keep] == predicted[keep]).mean())
-    assert set(wf) == {"accuracy", "ci_low", "ci_high", "loss", "n"}
+    assert set(wf) == {"accuracy", "ci_low", "ci_high", "n"}
     for png in ("confusion.png", "per_class_loss.png", "misclassified.png"):
         assert _is_png(pipeline.path(f"reports/class/{png}")), png
 
 
 # --------------------------------------------------------------------------- evaluate_groups
 def test_evaluate_groups_outputs(pipeline: Pipeline) -> None:
-    g = pipeline.json("reports/groups/metrics.json")["groups"]
+    # metrics.json: the spread of the groups only; every group's numbers are in groups.csv.
+    spread = pipeline.json("reports/groups/metrics.json")
+    assert set(spread) == {"groups", "median_accuracy", "worst_accuracy", "below_90"}
+    g = read_groups(pipeline.path("reports/groups/groups.csv"))
     assert list(g) == ["1", "2", "3"]
     assert [g[k]["n"] for k in g] == [10, 10, 10]
+    assert [g[k]["flagged"] for k in g] == [1, 0, 0]  # FLAGGED_FILE is in group 1
     assert [g[k]["without_flagged"]["n"] for k in g] == [9, 10, 10]
 
     actual, predicted = _class_predictions(pipeline)
@@ -457,12 +465,16 @@ def test_evaluate_groups_outputs(pipeline: Pipeline) -> None:
         assert block["accuracy"] == pytest.approx((actual[sel] == predicted[sel]).mean())
     klass = pipeline.json("reports/class/metrics.json")
     assert sum(b["accuracy"] * b["n"] for b in g.values()) == pytest.approx(klass["accuracy"] * 30)
-    assert sum(b["loss"] * b["n"] for b in g.values()) == pytest.approx(klass["loss"] * 30)
+    assert sum(b["loss"] * b["n"] for b in g.values()) == pytest.approx(
+        klass["loss"] * 30, abs=1e-4
+    )
+    accuracies = sorted(b["accuracy"] for b in g.values())
+    assert spread["groups"] == 3 and spread["worst_accuracy"] == pytest.approx(accuracies[0])
+    assert spread["median_accuracy"] == pytest.approx(accuracies[1])
+    assert spread["below_90"] == sum(a < 0.9 for a in accuracies)
 
     rows = pipeline.csv("reports/groups/groups.csv")
     assert [r["group"] for r in rows] == ["group 1", "group 2", "group 3"]
-    assert [int(r["n"]) for r in rows] == [10, 10, 10]
-    assert float(rows[1]["accuracy"]) == pytest.approx(g["2"]["accuracy"], abs=1e-4)
     for png in ("groups.png", "group_digit_accuracy.png"):
         assert _is_png(pipeline.path(f"reports/groups/{png}")), png
 
@@ -501,7 +513,9 @@ def test_report_contents(pipeline: Pipeline) -> None:
     assert f"(best validation loss (label smoothing 0.1) {train['best_val_loss']:.4f}" in text
     assert "probability 0.91, not 1: even a right answer costs 0.094" in text  # -log(0.91)
     leakage = text.split("## Leakage check", 1)[1].split("\n## ", 1)[0]
-    assert "1 of 30 class digits" in leakage and "0.1" in leakage  # flagged, threshold
+    threshold = load_params(pipeline.params, ["leakage"])["leakage"].threshold
+    assert "1 of 30 class digits" in leakage and f"below {threshold} (an almost" in leakage
+    assert "Flagged by reason: distance: 1, ratio: 0, both: 0" in leakage
     assert "groups with flagged digits: 1: 1" in leakage
     assert f"{len(BAD_ENTRIES)} entries of the class folder were not used" in text
     for name in BAD_ENTRIES:
@@ -618,7 +632,7 @@ def test_bad_lr_fails_before_any_work(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     text, n = re.subn(
-        r"\nlr: \S+ ", "\nlr: 1e-3 ", (REPO / "params.yaml").read_text(encoding="utf-8")
+        r"\nlr: \S+\n", "\nlr: 1e-3\n", (REPO / "params.yaml").read_text(encoding="utf-8")
     )
     assert n == 1
     params = tmp_path / "params.yaml"
