@@ -6,9 +6,10 @@ Every key's type, range, default and documentation live here and nowhere else:
   file is validated (a typo anywhere fails fast, with one line naming the key), and only the
   requested keys are returned, so a stage's result depends only on the params it declares;
 * library modules take these models (or plain values) as arguments and never open a file;
-* ``params.yaml`` itself is rendered from the defaults and docs below
-  (``python -m mnistgap.params > params.yaml``); ``tests/test_params.py`` checks that the
-  committed file is exactly that rendering.
+* ``conf/config.yaml``, the base of DVC's Hydra composition, is rendered from the defaults
+  and docs below (``python -m mnistgap.params > conf/config.yaml``); ``params.yaml`` is its
+  composition with the default preset (:mod:`mnistgap.presets`), which is what ``dvc exp
+  run`` writes; ``tests/test_params.py`` checks that both committed files are exactly that.
 
 Training and model keys are top level (``dvc exp run -S lr=1e-2`` works as typed); the
 models :class:`ModelParams` and :class:`TrainParams` group them for the code that needs them.
@@ -263,6 +264,12 @@ class TrainParams(Section):
 class Params(TrainParams, ModelParams):
     """The whole of params.yaml."""
 
+    preset: str = Field(
+        "default",
+        pattern=r"^[A-Za-z0-9_-]+$",
+        description="the preset these params were composed from (conf/preset/NAME.yaml, "
+        "-S preset=NAME): a label, so that `dvc exp show` says which ran",
+    )
     val_frac: float = Field(
         0.15,
         gt=0,
@@ -298,6 +305,7 @@ class Params(TrainParams, ModelParams):
 
 # The file's layout: a header comment, then its top-level keys.
 LAYOUT: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("preset", ("preset",)),
     ("data split", ("seed", "val_frac")),
     ("model", ("model", "hidden", "dropout", "cnn_channels", "ensemble")),
     (
@@ -414,13 +422,21 @@ def load_params(path: str | Path = "params.yaml", keys: Iterable[str] | None = N
     return out
 
 
-# --------------------------------------------------------------------------- params.yaml
+# --------------------------------------------------------------------------- conf/config.yaml
 HEADER = """\
-# Parameters of the pipeline. Every stage validates the whole file (types and ranges) before
-# doing any work; `dvc exp run -S key=value` overrides any key.
-# Write floats with a dot and a signed exponent (1.0e-3): PyYAML reads `1e-3` as a string.
+# The pipeline's parameters and their defaults: the base of DVC's Hydra composition
+# (.dvc/config: hydra.enabled). `dvc exp run` composes this file, a preset
+# (conf/preset/<name>.yaml, chosen with `-S preset=NAME`) and any `-S key=value` into
+# params.yaml, which every stage validates (types and ranges) before doing any work;
+# `dvc repro` reads params.yaml as it is.
 # Generated from mnistgap/params.py (types, ranges, defaults and these comments live there):
-# python -m mnistgap.params > params.yaml
+# python -m mnistgap.params > conf/config.yaml && python -m mnistgap.presets
+"""
+#: Hydra's defaults list: this file's values first, then the chosen preset's on top of them.
+DEFAULTS = """\
+defaults:
+  - _self_
+  - preset: default         # conf/preset/default.yaml; -S preset=strong picks another
 """
 
 _COMMENT_COLUMN = 28
@@ -489,11 +505,12 @@ def _lines(model: BaseModel, names: Iterable[str], indent: int) -> list[str]:
 
 
 def render(params: Params | None = None) -> str:
-    """params.yaml for ``params`` (the defaults when None), every key with its comment."""
+    """conf/config.yaml for ``params`` (the defaults when None): Hydra's defaults list, then
+    every key with its comment."""
     params = Params() if params is None else params
     if sorted(TOP_LEVEL_KEYS) != sorted(Params.model_fields):
         raise AssertionError("LAYOUT must list every top-level key exactly once")
-    lines = [HEADER.rstrip("\n")]
+    lines = [HEADER.rstrip("\n"), "", DEFAULTS.rstrip("\n")]
     for title, keys in LAYOUT:
         lines += ["", f"# --- {title} " + "-" * (86 - len(title)), *_lines(params, keys, 0)]
     return "\n".join(lines) + "\n"

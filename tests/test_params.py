@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from mnistgap import presets
 from mnistgap.params import (
     Augment,
     ModelParams,
@@ -26,19 +27,19 @@ REPO = Path(__file__).resolve().parents[1]
 PARAMS_YAML = REPO / "params.yaml"
 
 
-def _committed_params_yaml() -> str:
-    """params.yaml as committed: `dvc exp run` leaves its params applied in the workspace,
-    so the file in the work tree may hold an experiment's values."""
+def _committed(path: str) -> str:
+    """A file as committed: `dvc exp run` leaves its params applied in the workspace, so
+    params.yaml in the work tree may hold an experiment's values."""
     try:
         return subprocess.run(
-            ["git", "show", "HEAD:params.yaml"],
+            ["git", "show", f"HEAD:{path}"],
             cwd=REPO,
             capture_output=True,
             text=True,
             check=True,
         ).stdout
     except (OSError, subprocess.CalledProcessError):
-        return PARAMS_YAML.read_text(encoding="utf-8")
+        return (REPO / path).read_text(encoding="utf-8")
 
 
 def _leaves(d: dict, prefix: str = "") -> dict[str, object]:
@@ -52,13 +53,27 @@ def _leaves(d: dict, prefix: str = "") -> dict[str, object]:
 
 
 # --------------------------------------------------------------------------- one truth
-def test_committed_params_yaml_is_the_rendering_of_the_models_defaults() -> None:
-    """Types, ranges, defaults and docs live in mnistgap/params.py; params.yaml is generated
-    from them (python -m mnistgap.params > params.yaml), so the two cannot drift."""
-    assert _committed_params_yaml() == render(), (
-        "params.yaml differs from `python -m mnistgap.params`: change a default or a doc in "
-        "mnistgap/params.py and regenerate the file"
+def test_committed_config_yaml_is_the_rendering_of_the_models_defaults() -> None:
+    """Types, ranges, defaults and docs live in mnistgap/params.py; conf/config.yaml, the base
+    of DVC's Hydra composition, is generated from them (python -m mnistgap.params >
+    conf/config.yaml), so the two cannot drift."""
+    assert _committed("conf/config.yaml") == render(), (
+        "conf/config.yaml differs from `python -m mnistgap.params`: change a default or a doc "
+        "in mnistgap/params.py and regenerate the file"
     )
+
+
+def test_committed_params_yaml_is_what_dvc_exp_run_writes_for_the_default_preset(
+    tmp_path: Path,
+) -> None:
+    """params.yaml is the composition of conf/ with the default preset, byte for byte what
+    `dvc exp run` (DVC's compose_and_dump) writes, so a plain `dvc exp run` changes nothing."""
+    out = tmp_path / "params.yaml"
+    presets.write_params(out, conf_dir=REPO / "conf")
+    assert _committed("params.yaml") == out.read_text(encoding="utf-8"), (
+        "params.yaml is not the default composition: run `python -m mnistgap.presets`"
+    )
+    assert validate(yaml.safe_load(out.read_text(encoding="utf-8"))) == Params()
 
 
 def test_models_and_params_yaml_agree_key_for_key() -> None:
@@ -127,7 +142,7 @@ def test_lr_written_as_1e_3_is_a_string_and_the_message_says_how_to_write_it(
 ) -> None:
     path = tmp_path / "params.yaml"
     text = PARAMS_YAML.read_text(encoding="utf-8")
-    text, n = re.subn(r"\nlr: \S+ ", "\nlr: 1e-3 ", text)
+    text, n = re.subn(r"\nlr: \S+\n", "\nlr: 1e-3\n", text)
     assert n == 1
     path.write_text(text, encoding="utf-8")
     assert yaml.safe_load(path.read_text(encoding="utf-8"))["lr"] == "1e-3"  # PyYAML 1.1
@@ -270,7 +285,7 @@ def test_missing_file(tmp_path: Path) -> None:
 def test_empty_file_reports_the_first_missing_key(tmp_path: Path) -> None:
     path = tmp_path / "params.yaml"
     path.write_text("", encoding="utf-8")
-    assert _error(path) == "params: missing key 'seed'"
+    assert _error(path) == "params: missing key 'preset'"
 
 
 def test_top_level_list_is_refused() -> None:
