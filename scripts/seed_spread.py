@@ -1,20 +1,24 @@
 """Measure the seed spread of a configuration: one `dvc exp run --temp` per seed, one record.
 
-    python scripts/seed_spread.py NAME [--seeds 1 2 3] [--keep] [-S key=value ...]
-    python scripts/seed_spread.py default
-    python scripts/seed_spread.py cnn -S model=cnn
-    python scripts/seed_spread.py dev -S class_digits.dir=$(realpath ../shared/class_digits_dev)
-    python scripts/seed_spread.py dev-cnn --models-of cnn -S model=cnn -S class_digits.dir=...
+    python scripts/seed_spread.py NAME [--seeds 1 2 3] [--keep] [-j N] [-S key=value ...]
+    python scripts/seed_spread.py strong -S preset=strong
+    python scripts/seed_spread.py study -S preset=study -j 2
+    python scripts/seed_spread.py dev-strong --models-of strong -S preset=strong \
+        -S class_digits.dir=../shared/class_digits_dev
 
 Runs the whole pipeline once per seed as a DVC experiment in a temporary folder
 (`dvc exp run --temp -n NAME-seedN -S seed=N -S ...`: the workspace stays as it is, each run
 is kept as an experiment that `dvc exp show` lists), then reads each experiment's metrics and
-writes reports/seeds/NAME.json: the params the runs shared, the machine they ran on, and per
-seed the accuracy on MNIST test, the class folder (with and without MNIST look-alikes) and
-every independent set. The report stage reads every record there: it shows the spread beside
-the run whose configuration a record measured. A relative class_digits.dir is read inside the
-temporary copy of the repository, so give other folders as absolute paths.
+writes reports/seeds/NAME.json: the params the runs shared, the class folder (relative to the
+project, and by its content digest, so that the record matches a copy of it anywhere), the
+machine they ran on, and per seed the accuracy on MNIST test, the class folder (with and
+without MNIST look-alikes) and every independent set. The report stage reads every record
+there: it shows the spread beside the run whose configuration a record measured, and the
+presets' records side by side. A class folder given relative to the project is run by its
+absolute path (the runs happen in a copy of the repository) and recorded relative.
 
+``-j N`` queues the seeds (`dvc exp run --queue`) and runs them on N workers
+(`dvc queue start -j N`), waiting until the queue is done; the same experiments, in parallel.
 ``--keep`` reads an experiment NAME-seedN that already exists instead of running it again
 (a record interrupted part-way, or one seed run by hand with the same settings), provided it
 ran the committed code: every Python file its dvc.lock lists must have the md5 it has in
@@ -34,9 +38,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import re
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import NoReturn
 
@@ -123,15 +130,55 @@ def _require_head_code(exp: str, ref: str) -> None:
         sys.exit(f"seed_spread: {exp} ran other code than HEAD ({', '.join(stale)}); run it again")
 
 
+def _exp_cmd(exp: str, seed: int, sets: list[str], mode: str) -> list[str]:
+    """``dvc exp run [--temp|--queue] -n exp -S seed=N -S ...``."""
+    flag = {"temp": ["--temp"], "queue": ["--queue"], "workspace": []}[mode]
+    cmd = ["dvc", "exp", "run", *flag, "-n", exp, "-S", f"seed={seed}"]
+    for s in sets:
+        cmd += ["-S", s]
+    return cmd
+
+
 def _exp_run(exp: str, seed: int, sets: list[str], temp: bool) -> bool:
     """``dvc exp run [--temp] -n exp -S seed=N -S ...`` (an older run of that name removed
     first); whether it succeeded."""
     subprocess.run(["dvc", "exp", "remove", exp], cwd=REPO, capture_output=True, check=False)
-    cmd = ["dvc", "exp", "run", *(["--temp"] if temp else []), "-n", exp, "-S", f"seed={seed}"]
-    for s in sets:
-        cmd += ["-S", s]
+    cmd = _exp_cmd(exp, seed, sets, "temp" if temp else "workspace")
     print("$ " + " ".join(cmd), flush=True)
     return subprocess.run(cmd, cwd=REPO, check=False).returncode == 0
+
+
+def run_queued(exps: dict[str, int], sets: list[str], jobs: int, poll: float = 10.0) -> None:
+    """Queue one experiment per seed (``dvc exp run --queue``), run them on ``jobs`` workers
+    (``dvc queue start -j N``) and wait until none is queued or running; the experiments
+    that failed are named (their output: ``dvc queue logs NAME``)."""
+    for exp, seed in exps.items():
+        subprocess.run(["dvc", "exp", "remove", exp], cwd=REPO, capture_output=True, check=False)
+        cmd = _exp_cmd(exp, seed, sets, "queue")
+        print("$ " + " ".join(cmd), flush=True)
+        subprocess.run(cmd, cwd=REPO, check=True)
+    subprocess.run(["dvc", "queue", "start", "-j", str(jobs)], cwd=REPO, check=True)
+    while True:
+        rows = _queue_status()
+        pending = [e for e in exps if rows.get(e) in {"Queued", "Running"}]
+        if not pending:
+            break
+        time.sleep(poll)
+    failed = [e for e in exps if not _exp_refs(e)]
+    if failed:
+        sys.exit(f"seed_spread: {', '.join(failed)} failed (dvc queue logs NAME); no record")
+
+
+def _queue_status() -> dict[str, str]:
+    """Experiment name -> status, from ``dvc queue status``'s table."""
+    out = subprocess.run(
+        ["dvc", "queue", "status"], cwd=REPO, capture_output=True, text=True, check=True
+    ).stdout
+    # "79052d4  NAME  02:49 PM  Queued": a task's id, name, creation time and status.
+    return {
+        m.group(1): m.group(2)
+        for m in re.finditer(r"^[0-9a-f]{7,40}\s+(\S+)\s.*\s(\S+)\s*$", out, re.MULTILINE)
+    }
 
 
 def _failed(exp: str) -> NoReturn:
@@ -162,17 +209,41 @@ def run_on_models_of(source: str, exp: str, seed: int, sets: list[str]) -> str:
     return ref
 
 
+def portable(sets: list[str]) -> tuple[list[str], list[str]]:
+    """The settings to run with and the ones to record: a class folder named relative to the
+    project is run by its absolute path (queued and ``--temp`` runs happen in a copy of the
+    repository elsewhere) and recorded relative to the project, never as this machine's
+    absolute path."""
+    run, record = [], []
+    for setting in sets:
+        key, value = settings.parse(setting)
+        if key == "class_digits.dir" and isinstance(value, str):
+            path = Path(value) if Path(value).is_absolute() else REPO / value
+            run.append(f"{key}={path.resolve()}")
+            record.append(f"{key}={os.path.relpath(path.resolve(), REPO)}")
+        else:
+            run.append(setting)
+            record.append(setting)
+    return run, record
+
+
 def run_seed(
-    name: str, seed: int, sets: list[str], keep: bool = False, models_of: str | None = None
+    name: str,
+    seed: int,
+    sets: list[str],
+    keep: bool = False,
+    models_of: str | None = None,
+    ran: bool = False,
 ) -> dict:
     """One experiment: the pipeline with this seed; returns its headline numbers. With
-    ``keep``, an existing experiment of that name is read instead (if it ran HEAD's code);
-    with ``models_of``, experiment ``{models_of}-seed{seed}``'s checkpoints are evaluated."""
+    ``keep`` (or ``ran``: run by the queue just now), an existing experiment of that name is
+    read instead (if it ran HEAD's code); with ``models_of``, experiment
+    ``{models_of}-seed{seed}``'s checkpoints are evaluated."""
     exp = f"{name}-seed{seed}"
-    if keep and _exp_refs(exp):
+    if (keep or ran) and _exp_refs(exp):
         ref = _exp_ref(exp)
         _require_head_code(exp, ref)
-        print(f"keeping experiment {exp}", flush=True)
+        print(f"{'reading' if ran else 'keeping'} experiment {exp}", flush=True)
     elif models_of is not None:
         ref = run_on_models_of(f"{models_of}-seed{seed}", exp, seed, sets)
     else:
@@ -197,6 +268,7 @@ def run_seed(
         "run": run,
         "params": params,
         "environment": _read(ref, "reports/train/environment.json"),
+        "folder": _read(ref, "reports/class/folder.json")["digest"],
     }
 
 
@@ -210,14 +282,30 @@ def main() -> None:
     ap.add_argument(
         "--models-of", metavar="OTHER", help="evaluate OTHER-seedN's checkpoints, not train"
     )
+    ap.add_argument(
+        "-j",
+        "--jobs",
+        type=int,
+        default=None,
+        help="queue the seeds and run them on N workers (dvc queue start -j N)",
+    )
     args = ap.parse_args()
     if len(args.seeds) < 3:
         sys.exit("seed_spread: a spread needs at least 3 seeds")
     if shutil.which("dvc") is None:
         sys.exit("seed_spread: no `dvc` on PATH: activate the project's environment first")
+    if args.jobs is not None and (args.jobs < 1 or args.models_of or args.keep):
+        sys.exit("seed_spread: --jobs N (N >= 1) queues new runs: not with --keep or --models-of")
+    try:
+        sets, recorded = portable(args.sets)
+    except settings.SettingError as err:
+        sys.exit(f"seed_spread: {err}")
 
+    if args.jobs is not None:
+        run_queued({f"{args.name}-seed{seed}": seed for seed in args.seeds}, sets, args.jobs)
     results = [
-        run_seed(args.name, seed, args.sets, args.keep, args.models_of) for seed in args.seeds
+        run_seed(args.name, seed, sets, args.keep, args.models_of, ran=args.jobs is not None)
+        for seed in args.seeds
     ]
     differ = differing_params([r["params"] for r in results])
     if differ:
@@ -225,12 +313,18 @@ def main() -> None:
     envs = {json.dumps(r["environment"], sort_keys=True) for r in results}
     if len(envs) != 1:
         sys.exit("seed_spread: the runs disagree about the machine; run them on one machine")
-    params: Params = results[0]["params"]
+    # The params the runs shared (the first run's; only the seed differs between them), with
+    # the folder as recorded: relative to the project, and named by its content.
+    params = as_file_dict(results[0]["params"])
+    folder = dict(settings.parse(s) for s in recorded).get(
+        "class_digits.dir", params["class_digits"]["dir"]
+    )
+    params["class_digits"] = {**params["class_digits"], "dir": folder}
     record = {
         "name": args.name,
-        "set": dict(s.split("=", 1) for s in args.sets),
-        # The params the runs shared (the first run's; only the seed differs between them).
-        "params": as_file_dict(params),
+        "set": dict(s.split("=", 1) for s in recorded),
+        "params": params,
+        "folder": {"dir": folder, "digest": results[0]["folder"]},
         "environment": results[0]["environment"],
         "runs": [r["run"] for r in results],
     }

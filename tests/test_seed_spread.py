@@ -160,3 +160,37 @@ def test_models_of_restores_the_workspace_when_the_run_fails(
         "seed_spread: dev-x-seed1 failed (its output is above); no record was written"
     )
     assert ran[-2][:3] == ["git", "checkout", "HEAD"] and ran[-1][:2] == ["dvc", "checkout"]
+
+
+def test_a_folder_is_run_by_its_absolute_path_and_recorded_relative_to_the_project() -> None:
+    run, recorded = seed_spread.portable(
+        ["preset=strong", "class_digits.dir=../shared/class_digits_dev", "lr=1e-3"]
+    )
+    assert run[0] == "preset=strong" and run[2] == "lr=1e-3"
+    assert run[1] == f"class_digits.dir={(REPO / '../shared/class_digits_dev').resolve()}"
+    assert recorded == ["preset=strong", "class_digits.dir=../shared/class_digits_dev", "lr=1e-3"]
+    # An absolute path of this machine is recorded relative too: records stay portable.
+    _, again = seed_spread.portable([f"class_digits.dir={(REPO / 'data' / 'x').resolve()}"])
+    assert again == ["class_digits.dir=data/x"]
+
+
+def test_the_queue_s_status_table_is_read_by_experiment_name(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    table = (
+        "Task     Name          Created    Status\n"
+        "79052d4  study-seed1   02:49 PM   Running\n"
+        "e29203d  study-seed2   02:49 PM   Queued\n"
+        "467bdfb  study-seed3   02:48 PM   Success\n"
+        "\nWorker status: 1 active, 0 idle\n"
+    )
+
+    class Done:
+        stdout = table
+
+    monkeypatch.setattr(seed_spread.subprocess, "run", lambda *a, **k: Done())
+    assert seed_spread._queue_status() == {
+        "study-seed1": "Running",
+        "study-seed2": "Queued",
+        "study-seed3": "Success",
+    }
