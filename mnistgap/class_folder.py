@@ -9,6 +9,7 @@ not a directory, or holds no usable image at all raises :class:`ClassFolderError
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import multiprocessing
 import os
@@ -74,6 +75,24 @@ def parse_name(filename: str) -> DigitName:
         if len(text.lstrip("0")) > _MAX_NUMBER_DIGITS:
             raise ValueError(f"{label} number too large")
     return DigitName(int(digit_s), int(group_s), int(member_s))
+
+
+def folder_digest(folder: Path) -> str:
+    """The folder named by its content: ``sha256:`` of every regular file's name and bytes
+    (not recursive, in name order). The same wherever the folder lies, so a seed-spread record
+    measured on it matches a run on a copy elsewhere; any added, removed, renamed or changed
+    file changes it."""
+    outer = hashlib.sha256()
+    for entry in sorted(Path(folder).iterdir(), key=lambda p: p.name):
+        if not entry.is_file():
+            continue
+        inner = hashlib.sha256()
+        with entry.open("rb") as fh:
+            for block in iter(lambda fh=fh: fh.read(1 << 20), b""):
+                inner.update(block)
+        outer.update(entry.name.encode("utf-8", "surrogateescape") + b"\0")
+        outer.update(inner.digest())
+    return f"sha256:{outer.hexdigest()}"
 
 
 def _load_entry(

@@ -23,6 +23,7 @@ from typing import Any
 import yaml
 
 from mnistgap.params import Params, as_file_dict, validate
+from mnistgap.settings import flatten
 
 #: Where the composition lives, relative to the project (DVC's default ``hydra.config_dir``).
 CONF_DIR = "conf"
@@ -66,19 +67,9 @@ def compose(overrides: Sequence[str] = (), conf_dir: str | Path = CONF_DIR) -> P
 def changes(name: str, conf_dir: str | Path = CONF_DIR) -> dict[str, Any]:
     """What preset ``name`` sets beside the default preset: ``{dotted key: value}`` in the
     file's order, the preset's own label left out (for tables and docs)."""
-    ours = _leaves(as_file_dict(compose([f"preset={name}"], conf_dir)))
-    base = _leaves(as_file_dict(compose([], conf_dir)))
+    ours = flatten(as_file_dict(compose([f"preset={name}"], conf_dir)))
+    base = flatten(as_file_dict(compose([], conf_dir)))
     return {k: v for k, v in ours.items() if k != "preset" and base.get(k) != v}
-
-
-def _leaves(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in tree.items():
-        if isinstance(value, dict):
-            out |= _leaves(value, f"{prefix}{key}.")
-        else:
-            out[f"{prefix}{key}"] = value
-    return out
 
 
 if __name__ == "__main__":

@@ -1,9 +1,10 @@
 """Render ``reports/report.md`` from the metrics files: plain GitHub-flavoured Markdown.
 
-It says only what was computed: every number comes from a metrics file, the seed-spread
-records (``reports/seeds/*.json``, written by ``scripts/seed_spread.py``) or the reference
-report's published figures (:mod:`mnistgap.reference`, :mod:`mnistgap.external`). Figures
-are linked relative to ``reports/`` so the report reads on GitHub and offline.
+It says only what was computed: every number comes from a metrics file or the table beside
+it, the seed-spread records (``reports/seeds/*.json``, written by ``scripts/seed_spread.py``)
+or published figures: the study's (:mod:`mnistgap.study`) and the independent sets'
+(:mod:`mnistgap.external`). Figures are linked relative to ``reports/`` so the report reads on
+GitHub and offline.
 """
 
 from __future__ import annotations
@@ -16,17 +17,21 @@ from typing import Any
 
 import yaml
 
-from mnistgap import reference
+from mnistgap import study
 from mnistgap.class_folder import parse_name
 from mnistgap.external import SETS
 from mnistgap.groups import rank_groups
 from mnistgap.params import Params, as_file_dict, validate
+from mnistgap.settings import flatten
 
+#: The bundled sample's folder: the presets' records on it stand in for a folder never measured.
+_BUNDLED = Params().class_digits.dir
 #: Up to this many groups the report lists every one; above, the worst and the best.
 LIST_ALL_GROUPS = 20
 WORST_LISTED, BEST_LISTED = 10, 5
-#: Params that do not change what a seed-spread record measured (the seed itself varies).
-_NOT_CONFIG = {"seed", "device", "eval_batch_size", "leakage"}
+#: Params that do not change what a seed-spread record measured (the seed itself varies; the
+#: preset is the name of the settings, which are compared themselves).
+_NOT_CONFIG = {"seed", "device", "eval_batch_size", "leakage", "preset"}
 #: The other kind's architecture: an MLP has no channels, a CNN no hidden widths.
 _UNUSED_BY = {"mlp": {"cnn_channels"}, "cnn": {"hidden"}}
 #: What makes two machines one kind for the numbers (the keys of reports/train/environment.json
@@ -62,6 +67,8 @@ class ReportInputs:
     per_class_loss: Mapping[str, Sequence[float | None]] = field(default_factory=dict)
     #: train/members.json: each member's seed, kept epoch and epochs run.
     members: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    #: class/folder.json: the class folder as given and its content digest.
+    folder: Mapping[str, Any] = field(default_factory=dict)
 
 
 def _pct(x: float | None) -> str:
@@ -84,33 +91,80 @@ def _table(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines)
 
 
-def config_of(params: Mapping[str, Any]) -> dict[str, Any]:
+def config_of(params: Mapping[str, Any], folder: str | None = None) -> dict[str, Any]:
     """What a seed-spread record must share with a run to be its spread: every param but the
     seed and those that cannot change the numbers, such as the other model kind's widths
-    (params.yaml's dump in file order)."""
+    (params.yaml's dump in file order). With ``folder`` (its content digest, see
+    :func:`mnistgap.class_folder.folder_digest`) the class folder is compared by content, not
+    by where it lies."""
     unused = _NOT_CONFIG | _UNUSED_BY.get(params.get("model", ""), set())
-    return {k: v for k, v in params.items() if k not in unused}
+    out = {k: v for k, v in params.items() if k not in unused}
+    if folder is not None and "class_digits" in out:
+        out["class_digits"] = {**out["class_digits"], "dir": folder}
+    return out
+
+
+def record_folder(record: Mapping[str, Any]) -> str | None:
+    """The content digest of the class folder a seed-spread record was measured on."""
+    return record.get("folder", {}).get("digest")
+
+
+def _record_config(record: Mapping[str, Any], by_content: bool) -> dict[str, Any]:
+    params = as_file_dict(validate(record["params"]))
+    return config_of(params, record_folder(record) if by_content else None)
 
 
 def spread_of(
     seeds: Sequence[Mapping[str, Any]],
     params: Params,
     environment: Mapping[str, Any] | None = None,
+    folder: str | None = None,
 ) -> Mapping[str, Any] | None:
-    """The seed-spread record of this run's configuration, if one was measured. A record's
-    params are completed with the defaults of keys added after it was measured, for keys
-    whose default keeps what ran before (``ensemble: 1`` is one model, as every record
-    trained); a record measured before a key whose default changed the training carries that
-    key explicitly (``label_smoothing: 0.0`` in the records from before it). Where one
-    configuration was measured on several machine kinds, the record whose ``environment``
-    agrees most with this run's is its spread (ties: the first by name)."""
-    wanted = config_of(as_file_dict(params))
+    """The seed-spread record of this run's configuration, if one was measured: the same
+    settings (a record's params completed with the defaults of keys added after it was
+    measured) on the same class folder, by content where ``folder`` (this run's digest) is
+    given, else by path. Where one configuration was measured on several machine kinds, the
+    record whose ``environment`` agrees most with this run's is its spread (ties: the first by
+    name)."""
+    wanted = config_of(as_file_dict(params), folder)
     matches = sorted(
-        (s for s in seeds if config_of(as_file_dict(validate(s["params"]))) == wanted),
+        (s for s in seeds if _record_config(s, folder is not None) == wanted),
         key=lambda s: s["name"],
     )
     env = environment or {}
     return max(matches, key=lambda s: kind_agreement(s.get("environment", {}), env), default=None)
+
+
+def preset_records(
+    seeds: Sequence[Mapping[str, Any]],
+    folder: str | None,
+    environment: Mapping[str, Any] | None = None,
+) -> dict[str, Mapping[str, Any]]:
+    """The record of each preset as it stands (its settings are the preset's alone, ``set``
+    names nothing but the preset and the folder), on the class folder of digest ``folder``,
+    measured on the machine kind closest to ``environment``; keyed by preset, in name order."""
+    env = environment or {}
+    out: dict[str, Mapping[str, Any]] = {}
+    for rec in sorted(seeds, key=lambda s: s["name"]):
+        name = rec.get("params", {}).get("preset")
+        if not name or set(rec.get("set", {})) - {"preset", "class_digits.dir"}:
+            continue
+        if record_folder(rec) != folder:
+            continue
+        best = out.get(name)
+        agree = kind_agreement(rec.get("environment", {}), env)
+        if best is None or agree > kind_agreement(best.get("environment", {}), env):
+            out[name] = rec
+    return dict(sorted(out.items()))
+
+
+def preset_settings(record: Mapping[str, Any]) -> dict[str, Any]:
+    """What a record's configuration sets beside the defaults (dotted keys), leaving out
+    the seed, the preset's name and the folder: a preset's recipe, read off its record."""
+    ours = flatten(as_file_dict(validate(record["params"])))
+    base = flatten(as_file_dict(Params()))
+    skip = {"seed", "preset", "class_digits.dir"}
+    return {k: v for k, v in ours.items() if k not in skip and base.get(k) != v}
 
 
 def _spread_cell(record: Mapping[str, Any] | None, metric: str) -> str:
@@ -137,7 +191,7 @@ def _handed_in(groups: Mapping[str, Any], rejected: Sequence[tuple[str, str]]) -
 
 
 def _cross_dataset(r: ReportInputs, params: Params, same_collection: bool) -> list[str]:
-    record = spread_of(r.seeds, params, r.environment)
+    record = spread_of(r.seeds, params, r.environment, r.folder.get("digest"))
     wf = r.klass.get("without_flagged", {})
     g = r.groups
     folder = f"class folder `{params.class_digits.dir}`"
@@ -149,7 +203,7 @@ def _cross_dataset(r: ReportInputs, params: Params, same_collection: bool) -> li
             f"{_pct(r.mnist['accuracy'])} [{_ci(r.mnist)}]",
             _num(r.mnist["loss"]),
             _spread_cell(record, "mnist"),
-            "reference report ~98% (loss ~0.05)",
+            "the study ~98% (loss ~0.05)",
         ],
         [
             folder,
@@ -158,9 +212,7 @@ def _cross_dataset(r: ReportInputs, params: Params, same_collection: bool) -> li
             f"{_pct(r.klass['accuracy'])} [{_ci(r.klass)}]",
             _num(r.klass["loss"]),
             _spread_cell(record, "class"),
-            "reference report 92.83% (loss 0.2337) on its own collection"
-            if same_collection
-            else "—",
+            "the study 92.83% (loss 0.2337) on its own collection" if same_collection else "—",
         ],
         [
             f"{folder}, without MNIST look-alikes",
@@ -195,7 +247,7 @@ def _cross_dataset(r: ReportInputs, params: Params, same_collection: bool) -> li
                 "accuracy [95% interval]",
                 "loss",
                 "over seeds: mean (min–max)",
-                "published reference points",
+                "published points",
             ],
             rows,
         ),
@@ -204,7 +256,7 @@ def _cross_dataset(r: ReportInputs, params: Params, same_collection: bool) -> li
         out.append(
             "\nNo seed spread is recorded for this configuration: one seed's accuracy is one "
             "draw, so compare runs against the intervals, or measure the spread with "
-            "`python scripts/seed_spread.py` (see the README).\n"
+            "`python scripts/seed_spread.py` (see CONTRIBUTING.md).\n"
         )
     else:
         env = record.get("environment", {})
@@ -252,31 +304,51 @@ def _training_sentence(
     )
 
 
-def _seed_records(seeds: Sequence[Mapping[str, Any]], sets: Sequence[str]) -> list[str]:
-    if not seeds:
+def _presets_section(r: ReportInputs) -> list[str]:
+    """Each preset's three-seed record on this run's class folder (or, where none was measured
+    on it, on the bundled sample) beside the others: what it sets and what it reads."""
+    folder = r.folder.get("digest")
+    records = preset_records(r.seeds, folder, r.environment)
+    where = "this class folder"
+    if not records:
+        bundled = [s for s in r.seeds if s["params"]["class_digits"]["dir"] == _BUNDLED]
+        records = preset_records(bundled, record_folder(bundled[0]) if bundled else None)
+        where = f"the bundled sample `{_BUNDLED}` (no preset was measured on this folder)"
+    if not records:
         return []
-    metrics = {"mnist": "MNIST test", "class": "class digits"} | {s: SETS[s].title for s in sets}
-    out = ["## Seed spread of every measured configuration\n"]
+    sets = list(r.external)
+    metrics = {"mnist": "MNIST test", "class": "class folder"} | {
+        name: SETS[name].title for name in sets
+    }
     rows = []
-    for rec in seeds:
+    for name, rec in records.items():
         env = rec.get("environment", {})
+        settings = " ".join(f"`{k}={_flow(v)}`" for k, v in preset_settings(rec).items())
         rows.append(
             [
-                f"`{rec['name']}`",
-                " ".join(f"`{k}={v}`" for k, v in rec.get("set", {}).items()) or "defaults",
-                f"`{rec['params']['class_digits']['dir']}`",
+                f"`{name}`",
+                settings or "the defaults",
                 *[_spread_cell(rec, m) for m in metrics],
-                f"{env.get('processor', '?')} ({env.get('isa', '?')}, {env.get('precision', '?')})",
+                f"`{rec['name']}`: {env.get('processor', '?')} ({env.get('isa', '?')}, "
+                f"{env.get('precision', '?')})",
             ]
         )
-    header = ["record", "settings", "folder", *metrics.values(), "machine"]
-    out.append(_table(header, rows))
-    out.append(
-        "\nEach record is one configuration trained with several seeds by "
-        "`scripts/seed_spread.py` (`dvc exp run --temp`, one experiment per seed). Differences "
-        "between configurations smaller than these ranges are not evidence.\n"
-    )
-    return out
+    return [
+        "## Presets\n",
+        f"Each preset (`dvc exp run -S preset=NAME`) trained with seeds 1–3 on {where}: mean "
+        "(min–max) accuracy. Differences smaller than these ranges are not evidence.\n",
+        _table(["preset", "sets", *metrics.values(), "record: machine"], rows),
+        "",
+    ]
+
+
+def _flow(value: Any) -> str:
+    """A setting's value as `-S` writes it: lists without spaces, booleans lower-case."""
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, list | tuple):
+        return "[" + ",".join(_flow(v) for v in value) + "]"
+    return str(value)
 
 
 def _groups_section(g: Mapping[str, Mapping[str, Any]], summary: Mapping[str, Any]) -> list[str]:
@@ -328,11 +400,11 @@ def render_report(r: ReportInputs, params: Params) -> str:
     """The whole report as a Markdown string (deterministic for the same inputs)."""
     g = r.groups
     env = r.environment
-    same_collection = reference.is_reference_collection(_handed_in(g, r.rejected))
+    same_collection = study.is_study_collection(_handed_in(g, r.rejected))
     out: list[str] = ["# MNIST → real handwriting: pipeline report\n"]
     out.append(
         "Regenerated by `dvc repro` (stage `report`) from the metrics files under `reports/`. "
-        f"Model: **{params.model}**"
+        f"Preset **{params.preset}**: model {params.model}"
         f"{f' (an ensemble of {params.ensemble})' if params.ensemble > 1 else ''}, class "
         f"digits from `{params.class_digits.dir}` "
         f"(preprocessing `{params.class_digits.preprocess}`, filter "
@@ -347,29 +419,29 @@ def render_report(r: ReportInputs, params: Params) -> str:
         f"{len(r.rejected)} entries of the class folder were not used (see "
         "[`class/rejected.csv`](class/rejected.csv)).\n"
     )
-    out += _seed_records(r.seeds, list(r.external))
+    out += _presets_section(r)
 
-    out.append("## Reference report vs this run\n")
+    out.append("## The study vs this run\n")
     rows = [
         [
             "MNIST test accuracy",
-            _pct(reference.MNIST["stage5"]["accuracy"]) + " (~)",
+            _pct(study.MNIST["stage5"]["accuracy"]) + " (~)",
             _pct(r.mnist["accuracy"]),
         ],
         [
             "MNIST test loss",
-            _num(reference.MNIST["stage5"]["loss"], 2) + " (~)",
+            _num(study.MNIST["stage5"]["loss"], 2) + " (~)",
             _num(r.mnist["loss"]),
         ],
         [
             "class digits accuracy",
-            _pct(reference.CLASS["stage5"]["accuracy"]),
+            _pct(study.CLASS["stage5"]["accuracy"]),
             _pct(r.klass["accuracy"]),
         ],
-        ["class digits loss", _num(reference.CLASS["stage5"]["loss"]), _num(r.klass["loss"])],
+        ["class digits loss", _num(study.CLASS["stage5"]["loss"]), _num(r.klass["loss"])],
     ]
     if same_collection:
-        ref_groups = reference.GROUPS["stage5"]
+        ref_groups = study.GROUPS["stage5"]
         for gid in sorted(g, key=int):
             ref, ours = ref_groups[gid], g[gid]
             rows.append(
@@ -379,28 +451,28 @@ def render_report(r: ReportInputs, params: Params) -> str:
                     f"{_pct(ours['accuracy'])} ({ours['n']})",
                 ]
             )
-    out.append(_table(["", "reference (stage 5)", "this run"], rows))
+    out.append(_table(["", "the study (stage 5)", "this run"], rows))
     out.append(
         (
-            "\nThis folder holds the reference's own collection (each group has the number of "
-            "digits the reference reports for it), so its groups are compared one by one.\n"
+            "\nThis folder holds the study's own collection (each group has the number of "
+            "digits the study reports for it), so its groups are compared one by one.\n"
         )
         if same_collection
         else (
-            f"\nThe class digits in `{params.class_digits.dir}` are not the reference's "
+            f"\nThe class digits in `{params.class_digits.dir}` are not the study's "
             "collection (its groups 1–10 and their sizes do not match), so only overall "
             "figures are compared.\n"
         )
     )
 
     out.append("## MNIST test set\n")
-    out.append("Mean loss per true digit (reference Figure 7 in the second row):\n")
+    out.append("Mean loss per true digit (the study's Figure 7 in the second row):\n")
     out.append(
         _table(
             [str(d) for d in range(10)],
             [
                 [_num(v, 3) for v in r.per_class_loss["mnist"]],
-                [f"{v:.2f}" for v in reference.MNIST_PER_CLASS_LOSS],
+                [f"{v:.2f}" for v in study.MNIST_PER_CLASS_LOSS],
             ],
         )
     )

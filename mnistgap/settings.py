@@ -44,6 +44,18 @@ def parse(setting: str) -> tuple[str, Any]:
     return override.key_or_group, override.value()
 
 
+def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"augment": {"blur": {"p": 0.25}}}`` -> ``{"augment.blur.p": 0.25}``: every leaf of a
+    params tree under its dotted key, in the tree's order."""
+    out: dict[str, Any] = {}
+    for key, value in tree.items():
+        if isinstance(value, Mapping):
+            out |= flatten(value, f"{prefix}{key}.")
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
 def lookup(tree: Mapping[str, Any], key: str) -> Any:
     """The value at dotted ``key`` of ``tree``; :class:`KeyError` (of ``key``) if none."""
     node: Any = tree

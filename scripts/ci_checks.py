@@ -182,7 +182,8 @@ def check_reproduced() -> int:
     seeds = [
         json.loads(p.read_text(encoding="utf-8")) for p in (REPO / "reports/seeds").glob("*.json")
     ]
-    record = spread_of(seeds, params, env_now)
+    folder = json.loads((REPO / "reports/class/folder.json").read_text(encoding="utf-8"))
+    record = spread_of(seeds, params, env_now, folder["digest"])
     committed_files = {n: _git_json(f) for n, f in files.items()}
     committed = headline(committed_files)
     sizes = {n: int(m["n"]) for n, m in committed_files.items()}

@@ -2,8 +2,10 @@
 
 Reads  every entry of the folder given by --dir (dvc.yaml passes ${class_digits.dir}), named
 <digit>-<group>-<member>.png.
-Writes data/class/digits.npz (uint8 28x28 images with digit, group, member and file name)
-and reports/class/rejected.csv (file,reason for every entry that was not used).
+Writes data/class/digits.npz (uint8 28x28 images with digit, group, member and file name),
+reports/class/rejected.csv (file,reason for every entry that was not used) and
+reports/class/folder.json (the folder as given and named by its content: {dir, digest,
+files}; seed-spread records are matched by the digest, wherever the folder lies).
 A missing folder, or one without a single usable image, fails with one line.
 """
 
@@ -15,7 +17,7 @@ import sys
 from pathlib import Path
 
 from mnistgap import atomic
-from mnistgap.class_folder import ClassFolderError, load_folder
+from mnistgap.class_folder import ClassFolderError, folder_digest, load_folder
 from mnistgap.cli import StageError, run_stage
 from mnistgap.data import save_class
 from mnistgap.params import load_params
@@ -30,9 +32,13 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--dir", type=Path, required=True, help="folder of class digit PNGs")
     ap.add_argument("--out", type=Path, default=Path("data/class/digits.npz"))
     ap.add_argument("--rejected", type=Path, default=Path("reports/class/rejected.csv"))
+    ap.add_argument(
+        "--folder-id", type=Path, default=None, help="default: folder.json beside --rejected"
+    )
     ap.add_argument("--params", type=Path, default=Path("params.yaml"))
     args = ap.parse_args(argv)
     p = load_params(args.params, PARAMS)
+    folder_id = args.folder_id or args.rejected.parent / "folder.json"
 
     try:
         digits, rejected = load_folder(args.dir, p["class_digits.preprocess"], p["filter"])
@@ -41,6 +47,10 @@ def main(argv: list[str] | None = None) -> None:
         atomic.write_csv(args.rejected, ["file", "reason"], exc.rejected)
         raise StageError(str(exc)) from None
     atomic.write_csv(args.rejected, ["file", "reason"], rejected)
+    files = sum(1 for e in args.dir.iterdir() if e.is_file())
+    atomic.write_json(
+        folder_id, {"dir": str(args.dir), "digest": folder_digest(args.dir), "files": files}
+    )
     save_class(args.out, digits)
     log.info(
         "%d usable class digits in %d groups; %d entries not used (see %s)",

@@ -2,7 +2,7 @@
 
 Reads  reports/{mnist,class,groups,train,leakage}/metrics.json, the tables beside them
 (per_class_loss.csv of every evaluated set, groups/groups.csv, leakage/leakage.csv),
-reports/class/rejected.csv, reports/train/{environment,members}.json,
+reports/class/{rejected.csv,folder.json}, reports/train/{environment,members}.json,
 reports/external/<set>/metrics.json for every set in params' `external`, the seed-spread
 records reports/seeds/*.json (written by scripts/seed_spread.py) and params.yaml.
 Writes reports/report.md.
@@ -59,6 +59,7 @@ def main(argv: list[str] | None = None) -> None:
         environment=_json(r / "train" / "environment.json"),
         external={name: _json(r / "external" / name / "metrics.json") for name in params.external},
         seeds=[_json(p) for p in sorted(args.seeds.glob("*.json"))],
+        folder=_json(r / "class" / "folder.json"),
         per_class_loss={
             name: tables.read_per_class_loss(folder / "per_class_loss.csv")
             for name, folder in evaluated.items()

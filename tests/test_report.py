@@ -7,8 +7,8 @@ from pathlib import Path
 from typing import Any
 
 from mnistgap.params import Params, as_file_dict, validate
+from mnistgap.presets import compose
 from mnistgap.report import ReportInputs, config_of, render_report, spread_of
-from mnistgap.settings import applied, parse
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -111,8 +111,38 @@ def test_the_seed_spread_of_the_same_configuration_is_shown() -> None:
     assert "| 96.40% (96.00%–96.80%, 3 seeds) |" in table
     assert "| 89.67% (88.00%–92.00%, 3 seeds) |" in table  # without MNIST look-alikes
     assert "seeds 1, 2, 3 (`default` in `reports/seeds/`" in table
-    spread = text.split("## Seed spread of every measured configuration", 1)[1]
-    assert "| `mlp` | `model=mlp` |" in spread and "| `default` | defaults |" in spread
+    # The presets' table lists the records of presets alone (not `mlp`, a setting).
+    presets_table = text.split("## Presets", 1)[1].split("\n## ", 1)[0]
+    assert "| `default` | the defaults | 98.73% (98.50%–99.00%, 3 seeds) |" in presets_table
+    assert "`mlp`" not in presets_table
+
+
+def test_records_are_matched_by_the_folder_s_content_not_its_path() -> None:
+    params = Params().model_copy(
+        update={"class_digits": Params().class_digits.model_copy(update={"dir": "/elsewhere"})}
+    )
+    record = {
+        "name": "dev-default",
+        "set": {"class_digits.dir": "../shared/class_digits_dev"},
+        "params": as_file_dict(
+            Params().model_copy(
+                update={
+                    "seed": 1,
+                    "class_digits": Params().class_digits.model_copy(
+                        update={"dir": "../shared/class_digits_dev"}
+                    ),
+                }
+            )
+        ),
+        "folder": {"dir": "../shared/class_digits_dev", "digest": "sha256:abc"},
+        "environment": {},
+        "runs": [],
+    }
+    # The same content under another path: its record; other content: none.
+    assert spread_of([record], params, folder="sha256:abc") is record
+    assert spread_of([record], params, folder="sha256:def") is None
+    # Without the run's digest, paths are compared (and differ here).
+    assert spread_of([record], params) is None
 
 
 def test_every_seed_record_s_settings_reproduce_its_configuration_from_today_s_defaults() -> None:
@@ -124,8 +154,9 @@ def test_every_seed_record_s_settings_reproduce_its_configuration_from_today_s_d
     for path in records:
         record = json.loads(path.read_text(encoding="utf-8"))
         assert record["name"] == path.stem
-        settings = dict(parse(f"{key}={value}") for key, value in record["set"].items())
-        params = applied(as_file_dict(Params()), settings)  # SettingError: an unknown key
-        got = config_of(as_file_dict(validate(params)))
+        # `dvc exp run -S key=value ...` composes conf/ with them: so does presets.compose.
+        got = config_of(
+            as_file_dict(compose([f"{k}={v}" for k, v in record["set"].items()], REPO / "conf"))
+        )
         want = config_of(as_file_dict(validate(record["params"])))
         assert got == want, f"{path.name}: {[k for k in want if got.get(k) != want[k]]} differ"

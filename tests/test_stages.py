@@ -33,7 +33,7 @@ import stages.prepare_external
 import stages.prepare_mnist
 import stages.report
 import stages.train
-from mnistgap import external, reference
+from mnistgap import external, study
 from mnistgap.cli import run_stage
 from mnistgap.data import load_class, load_split
 from mnistgap.leakage import CSV_HEADER
@@ -499,11 +499,11 @@ def test_report_contents(pipeline: Pipeline) -> None:
     assert f"{100 * usps['accuracy']:.2f}% [" in table and "75.2% ± 1.6" in table
     assert usps["n"] == 40 and set(usps) >= {"accuracy", "ci_low", "ci_high", "loss", "n"}
     assert "No seed spread is recorded for this configuration" in table
-    assert "## Reference report vs this run" in text
+    assert "## The study vs this run" in text
     assert "| MNIST test accuracy | 98.00% (~) |" in text
-    # Three groups of ten digits are not the reference's collection: overall figures only.
+    # Three groups of ten digits are not the study's collection: overall figures only.
     assert "accuracy (n) |" not in text
-    assert "are not the reference's collection" in text
+    assert "are not the study's collection" in text
     # Few groups: every one is listed.
     groups = text.split("## Per group", 1)[1].split("\n## ", 1)[0]
     assert all(f"\n| {g} | " in groups for g in ("1", "2", "3"))
@@ -534,15 +534,15 @@ def test_report_contents(pipeline: Pipeline) -> None:
         ({"1": 40, "2": 30, "3": 40, "4": 40, "5": 40}, True),  # the development groups 1-5
         ({str(g): n for g, n in enumerate([40, 30, 40, 40, 40, 40, 20, 30, 10, 40], 1)}, True),
         ({"1": 40, "2": 29}, False),  # one digit short
-        ({"1": 40, "11": 40}, False),  # a group the reference does not have
+        ({"1": 40, "11": 40}, False),  # a group the study does not have
         ({str(g): 138 for g in range(1, 14)}, False),  # the bundled UCI sample
         ({}, False),
     ],
 )
-def test_reference_collection_is_told_by_its_groups_and_sizes(
+def test_the_study_s_collection_is_told_by_its_groups_and_sizes(
     handed_in: dict[str, int], same: bool
 ) -> None:
-    assert reference.is_reference_collection(handed_in) is same
+    assert study.is_study_collection(handed_in) is same
 
 
 def test_handed_in_counts_digit_files_rejected_for_their_content() -> None:
