@@ -32,7 +32,7 @@ import pytest
 import torch
 import yaml
 
-import stages.evaluate_mnist
+import stages.evaluate_split
 import stages.prepare_class
 import stages.train
 from mnistgap.cli import run_stage
@@ -287,8 +287,9 @@ def _train_and_evaluate(root: Path, data: Path, params: Path, evaluate: bool = T
     )
     if evaluate:
         test = str(data / "test.npz")
-        stages.evaluate_mnist.main(
-            ["--model", f"{root}/model.pt", "--data", test, "--out", f"{root}/mnist", *p]
+        out = f"{root}/mnist"
+        stages.evaluate_split.main(
+            ["--set", "mnist", "--model", f"{root}/model.pt", "--data", test, "--out", out, *p]
         )
     return root
 

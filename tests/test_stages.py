@@ -24,9 +24,8 @@ import yaml
 from PIL import Image
 
 import stages.evaluate_class
-import stages.evaluate_external
 import stages.evaluate_groups
-import stages.evaluate_mnist
+import stages.evaluate_split
 import stages.predict
 import stages.prepare_class
 import stages.prepare_external
@@ -156,8 +155,10 @@ def pipeline(
         )
         cs = load_class(root / "data/class/digits.npz")
         write_leakage(root / "reports", cs.files.tolist(), cs.labels.tolist(), cs.groups.tolist())
-        stages.evaluate_mnist.main(
+        stages.evaluate_split.main(
             [
+                "--set",
+                "mnist",
                 "--model",
                 f"{r}/models/model.pt",
                 "--data",
@@ -193,7 +194,7 @@ def pipeline(
                 *P,
             ]
         )
-        stages.evaluate_external.main(
+        stages.evaluate_split.main(
             [
                 "--set",
                 "usps",
@@ -690,6 +691,8 @@ def test_evaluate_refuses_a_file_that_is_not_a_checkpoint(
     bogus = tmp_path / "model.pt"
     torch.save([1, 2, 3], bogus)
     argv = [
+        "--set",
+        "mnist",
         "--model",
         str(bogus),
         "--data",
@@ -699,5 +702,5 @@ def test_evaluate_refuses_a_file_that_is_not_a_checkpoint(
         "--params",
         str(params_file(fast=True)),
     ]
-    assert run_stage("evaluate_mnist", stages.evaluate_mnist.main, argv) == 1
+    assert run_stage("evaluate_mnist", stages.evaluate_split.main, argv) == 1
     assert "not a mnistgap checkpoint" in _one_error_line(capsys.readouterr().err, "evaluate_mnist")
