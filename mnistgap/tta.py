@@ -11,7 +11,7 @@ key ``tta`` changes all of them alike. A view is a zoom and a rotation about the
 
 Training's augmentation draws rotations up to 5 degrees and zooms of 0.8-1.2, so both views
 stay among the digits the model was trained on. What each reads on every evaluation set:
-benchmarks/README.md ("Test-time rotations").
+docs/findings.md ("Test-time views").
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The README's documented commands say what they do."""
+"""The README is the front door: short, its links resolve, its preset table is the records'."""
 
 from __future__ import annotations
 
@@ -6,72 +6,43 @@ import json
 import re
 from pathlib import Path
 
+from mnistgap import presets
+
 REPO = Path(__file__).resolve().parents[1]
+README = (REPO / "README.md").read_text(encoding="utf-8")
+#: The table's columns after the preset's name and description: (record, metric) pairs.
+COLUMNS = [("", "mnist"), ("", "class"), ("", "usps"), ("dev-", "class")]
 
 
-def _exp_show_drop() -> re.Pattern[str]:
-    text = (REPO / "README.md").read_text(encoding="utf-8")
-    [pattern] = re.findall(r"dvc exp show --only-changed --drop '([^']+)'", text)
-    return re.compile(pattern)
+def test_the_readme_is_short() -> None:
+    assert len(README.splitlines()) <= 120
 
 
-def test_exp_show_view_keeps_the_headline_and_the_params() -> None:
-    """DVC drops a column when the pattern matches at the start of its name (re.match; see
-    dvc/commands/experiments/show.py), named `file:key` when the key is ambiguous."""
-    drop = _exp_show_drop()
-    kept = [
-        "Experiment",
-        "Created",
-        "reports/mnist/metrics.json:accuracy",
-        "reports/class/metrics.json:accuracy",
-        "reports/external/usps/metrics.json:accuracy",
-        "summary.median_accuracy",
-        "summary.min_accuracy",
-        "seed",
-        "model",
-        "params.yaml:lr",
-        "class_digits.dir",
-        "augment.blur.p",
-        "leakage.threshold",
-    ]
-    dropped = [
-        "data/class/digits.npz",
-        "reports/class/rejected.csv",
-        "reports/class/metrics.json:per_class_loss.3",
-        "reports/class/metrics.json:ci_low",
-        "reports/mnist/metrics.json:loss",
-        "reports/mnist/metrics.json:n",
-        "without_flagged.accuracy",
-        "groups.12.accuracy",
-        "summary.groups",
-        "summary.below_90",
-        "flagged_by_group.5",
-        "median_ratio",
-        "reports/train/metrics.json:lr",
-        "train.loss",
-        "val.acc",
-        "best_epoch",
-        "epochs_run",
-        "step",
-        "threshold",
-    ]
-    assert [c for c in kept if drop.match(c)] == []
-    assert [c for c in dropped if not drop.match(c)] == []
+def test_every_relative_link_of_the_readme_resolves() -> None:
+    links = re.findall(r"\]\(([^)#]+)(?:#[^)]*)?\)", README)
+    local = [link for link in links if "://" not in link]
+    assert local, "the README links nothing of the project"
+    assert [link for link in local if not (REPO / link).exists()] == []
 
 
-def test_readme_s_deeper_cnn_recipe_is_the_one_its_seed_records_measured() -> None:
-    """The Quickstart's `$D` (the strongest option's base) sets exactly what the `cnn-deep`
-    and `dev-cnn-deep` records were run with, and `$D -S ensemble=3` what the `deep-ensemble3`
-    records were run with, so the numbers quoted for each are its own."""
-    text = (REPO / "README.md").read_text(encoding="utf-8")
-    [recipe] = re.findall(r'^D="([^"]+)"$', text, flags=re.MULTILINE)
-    settings = dict(s.split("=", 1) for s in re.findall(r"-S (\S+)", recipe))
-    assert settings["cnn_channels"] == "[32,64,128]"
-    # The strongest option's line adds the ensemble: its records are `deep-ensemble3` / `dev-...`.
-    assert re.search(r"^dvc exp run \$D -S ensemble=3 ", text, flags=re.MULTILINE)
-    ensemble = {**settings, "ensemble": "3"}
-    expected = {"cnn-deep": settings, "deep-ensemble3": ensemble}
-    for name, want in [*expected.items(), *((f"dev-{n}", w) for n, w in expected.items())]:
-        record = json.loads((REPO / "reports" / "seeds" / f"{name}.json").read_text())
-        recorded = {k: v for k, v in record["set"].items() if k != "class_digits.dir"}
-        assert recorded == want, name
+def _mean(record: str, metric: str) -> str:
+    path = REPO / "reports" / "seeds" / f"{record}.json"
+    if not path.is_file():
+        return "—"
+    runs = json.loads(path.read_text(encoding="utf-8"))["runs"]
+    values = [r[metric] for r in runs]
+    return f"{100 * sum(values) / len(values):.2f}"
+
+
+def test_the_preset_table_is_every_preset_with_its_records_means() -> None:
+    """Each preset once, in conf/preset/'s order, with the 3-seed means of its records
+    (`NAME` on the bundled sample, `dev-NAME` on the development digits), so the README's
+    numbers are the records' and a preset without a record says so."""
+    table = README.split("<!-- presets:", 1)[1].split("<!-- /presets -->", 1)[0]
+    rows = [line for line in table.splitlines() if line.startswith("| `")]
+    names = [re.match(r"\| `([^`]+)`", row).group(1) for row in rows]
+    assert names == presets.names(REPO / "conf")
+    for name, row in zip(names, rows, strict=True):
+        cells = [c.strip() for c in row.strip("|").split("|")]
+        want = [_mean(f"{prefix}{name}", metric) for prefix, metric in COLUMNS]
+        assert cells[2:] == want, f"README row of {name}: expected {want}"
