@@ -1,22 +1,22 @@
-"""Training speed: the reference report's per-image pipeline vs this project's training loop.
+"""Training speed: the study's per-image pipeline vs this project's training loop.
 
     python benchmarks/train_speed.py [--model mlp|cnn] [--epochs 3] [--rounds 2] [--data ...]
 
 Runs, on the same MNIST data and the same 2 cores, N epochs of
-  (a) the reference pipeline: torchvision's MNIST dataset with RandomAffine(5, (0.1, 0.1),
+  (a) the study's pipeline: torchvision's MNIST dataset with RandomAffine(5, (0.1, 0.1),
       (0.8, 1.2), 5), ToTensor and Normalize((0.5,), (0.5,)), random_split 85/15 with seed 42,
       a DataLoader with num_workers=0 and batch 128, the study's MLP, Adam(lr=1e-3), and a
-      validation pass per epoch (as in the report's notebook);
+      validation pass per epoch (as in the study's notebook);
   (b) this project's `train_model` with the params.yaml defaults for those N epochs and the
       model given by --model (batched per-image augmentation, fused Adam, batch 128,
-      validation per epoch); the MLP with the report's augmentation alone (no blur), so the
-      comparison keeps the report's method; with --model cnn also our MLP, for the CNN/MLP
+      validation per epoch); the MLP with the study's augmentation alone (no blur), so the
+      comparison keeps the study's method; with --model cnn also our MLP, for the CNN/MLP
       epoch ratio.
 Each runs in its own child process so that its peak resident memory is its own, and they
 alternate for --rounds rounds (a shared machine's speed drifts over minutes). Prints seconds
 per epoch, train plus validation (median over all rounds' epochs after each run's first),
-training images per second and peak RSS, then `speedup: X.XX` (the reference's seconds per
-epoch / ours) and, with --model cnn, `cnn/mlp epoch ratio: X.XX` and `cnn vs reference MLP:
+training images per second and peak RSS, then `speedup: X.XX` (the study's seconds per
+epoch / ours) and, with --model cnn, `cnn/mlp epoch ratio: X.XX` and `cnn vs the study's MLP:
 X.XX`. Needs data/mnist from `dvc repro`.
 """
 
@@ -33,7 +33,7 @@ import time
 from pathlib import Path
 
 
-def run_reference(raw: Path, epochs: int) -> dict:
+def run_study(raw: Path, epochs: int) -> dict:
     import torch
     import torch.nn.functional as F
     from torch.utils.data import DataLoader, random_split
@@ -89,7 +89,7 @@ def run_ours(data: Path, epochs: int, model: str) -> dict:
 
     p = load_params("params.yaml")
     overrides = {"model": model, "max_epochs": epochs, "patience": 0}
-    if model == "mlp":  # the report's method: its augmentation (RandomAffine) alone
+    if model == "mlp":  # the study's method: its augmentation (RandomAffine) alone
         overrides["augment"] = p["augment"].model_copy(
             update={"blur": p["augment"].blur.model_copy(update={"enabled": False})}
         )
@@ -106,8 +106,8 @@ def child(which: str, args: argparse.Namespace) -> None:
     from mnistgap.device import environment, resolve_precision, select_device
     from mnistgap.params import load_params
 
-    if which == "reference":
-        out = run_reference(args.raw, args.epochs)
+    if which == "study":
+        out = run_study(args.raw, args.epochs)
     else:
         out = run_ours(args.data, args.epochs, which)
     out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -134,16 +134,16 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=2, help="rounds of runs, interleaved")
     ap.add_argument("--data", type=Path, default=Path("data/mnist"))
     ap.add_argument("--raw", type=Path, default=Path("data/mnist/raw"))
-    ap.add_argument("--child", choices=["reference", "mlp", "cnn"], help=argparse.SUPPRESS)
+    ap.add_argument("--child", choices=["study", "mlp", "cnn"], help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
         child(args.child, args)
         return
 
-    # Interleave the pipelines (reference, ours, reference, ours, ...): the speed of a shared
-    # machine drifts over minutes, and one long reference run followed by one short run of
+    # Interleave the pipelines (the study's, ours, the study's, ours, ...): the speed of a shared
+    # machine drifts over minutes, and one long run of the study's pipeline followed by one short run of
     # ours would put the drift into the ratio.
-    names = ["reference", "mlp"] + (["cnn"] if args.model == "cnn" else [])
+    names = ["study", "mlp"] + (["cnn"] if args.model == "cnn" else [])
     runs: dict[str, list[dict]] = {name: [] for name in names}
     for _ in range(args.rounds):
         for which in runs:
@@ -164,13 +164,13 @@ def main() -> None:
         per_epoch[which] = secs
         rss = max(r["peak_rss_mb"] for r in rs)
         epochs = " | ".join(", ".join(f"{s:.2f}" for s in r["epoch_seconds"]) for r in rs)
-        label = "reference" if which == "reference" else f"ours {which}"
+        label = "study" if which == "study" else f"ours {which}"
         print(f"{label:<10} {secs:>8.2f} {rs[0]['n_train'] / secs:>9.0f} {rss:>12.0f}  {epochs}")
     print(f"epochs: {args.epochs}, rounds: {args.rounds} (seconds are train + validation)")
     print(f"speedup: {per_epoch['reference'] / per_epoch[args.model]:.2f}")
     if args.model == "cnn":
         print(f"cnn/mlp epoch ratio: {per_epoch['cnn'] / per_epoch['mlp']:.2f}")
-        print(f"cnn vs reference MLP: {per_epoch['cnn'] / per_epoch['reference']:.2f}")
+        print(f"cnn vs the study's MLP: {per_epoch['cnn'] / per_epoch['reference']:.2f}")
 
 
 if __name__ == "__main__":

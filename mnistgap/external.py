@@ -261,7 +261,7 @@ def to_mnist(
 ) -> tuple[np.ndarray, list[int]]:
     """Each grey image (ink bright) through the class digits' recipe: ``mnist`` after ``pad``
     pixels of background around it (the recipe reads the paper at the border), ``seed`` as
-    it is (the report's plain resize). Returns (N', 28, 28) uint8 and the positions of the
+    it is (the study's plain resize). Returns (N', 28, 28) uint8 and the positions of the
     images the recipe refused (blank), which are left out."""
     out, refused = [], []
     for i, img in enumerate(images):

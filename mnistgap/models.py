@@ -62,7 +62,7 @@ class Dropout(nn.Dropout):
 
 
 class MLP(nn.Module):
-    """784 -> hidden... -> 10, ReLU and dropout after every hidden layer (the report's Figure 1)."""
+    """784 -> hidden... -> 10, ReLU and dropout after every hidden layer (the study's Figure 1)."""
 
     def __init__(self, hidden: list[int], dropout: float) -> None:
         super().__init__()

@@ -58,7 +58,7 @@ def _check_pair(name: str, pair: tuple[float, ...], low: float | None = None) ->
 
 # --------------------------------------------------------------------------- augmentation
 class Affine(Section):
-    """the report's RandomAffine(degrees=5, translate=(0.1, 0.1), scale=(0.8, 1.2), shear=5),
+    """the study's RandomAffine(degrees=5, translate=(0.1, 0.1), scale=(0.8, 1.2), shear=5),
     optionally after a random width stretch"""
 
     enabled: bool = True
@@ -77,7 +77,7 @@ class Affine(Section):
         ge=1,
         le=2,
         description="width times a factor drawn log-uniformly from [1/stretch, stretch], before "
-        "the affine (not in the report); 1 = off",
+        "the affine (not in the study); 1 = off",
     )
 
     @model_validator(mode="after")
@@ -105,7 +105,7 @@ class Augment(Section):
     """training-time augmentation (per batch, independent parameters per image)"""
 
     enabled: bool = Field(
-        True, description="master switch; false = train on the plain images (the report's stage 1)"
+        True, description="master switch; false = train on the plain images (the study's stage 1)"
     )
     affine: Affine = Affine()
     blur: Blur = Blur()
@@ -123,12 +123,12 @@ class ClassDigits(Section):
     preprocess: Literal["mnist", "seed"] = Field(
         "mnist",
         description="mnist (MNIST's own recipe: invert, stretch, crop, fit 20x20, centre of "
-        "mass) | seed (the report's plain resize)",
+        "mass) | seed (the study's plain resize)",
     )
 
 
 class Filter(Section):
-    """the report's quality filter on the 28x28 image; rejects blank/unreadable digits"""
+    """the study's quality filter on the 28x28 image; rejects blank/unreadable digits"""
 
     enabled: bool = True
     min_max_pixel: int = Field(
@@ -221,13 +221,11 @@ class TrainParams(Section):
     lr: float = Field(
         2.0e-3,
         gt=0,
-        description="Adam learning rate (> 0); the report used 1e-3 (and compared 1e-2, 1e-4)",
+        description="Adam learning rate (> 0); the study used 1e-3 (and compared 1e-2, 1e-4)",
     )
-    batch_size: int = Field(
-        256, ge=1, description="training batch size (>= 1); the report used 128"
-    )
+    batch_size: int = Field(256, ge=1, description="training batch size (>= 1); the study used 128")
     max_epochs: int = Field(
-        10, ge=1, description="upper bound on epochs (>= 1); the report allowed 20"
+        10, ge=1, description="upper bound on epochs (>= 1); the study allowed 20"
     )
     patience: int = Field(
         3,
@@ -245,8 +243,7 @@ class TrainParams(Section):
     )
     lr_schedule: Literal["none", "cosine"] = Field(
         "cosine",
-        description="none (constant lr, the report) | cosine (decay to 0 over max_epochs, "
-        "per step)",
+        description="none (constant lr, the study) | cosine (decay to 0 over max_epochs, per step)",
     )
     precision: Literal["auto", "bf16", "fp32"] = Field(
         "auto",

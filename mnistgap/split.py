@@ -9,8 +9,8 @@ import torch
 def train_val_indices(n: int, val_frac: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Indices of the training and validation images.
 
-    Same arithmetic as the report's ``random_split(full, [n - int(f*n), int(f*n)],
-    generator=torch.Generator().manual_seed(seed))``, so seed 42 gives the report's very
+    Same arithmetic as the study's ``random_split(full, [n - int(f*n), int(f*n)],
+    generator=torch.Generator().manual_seed(seed))``, so seed 42 gives the study's very
     validation images; the permutation comes from torch's CPU generator, which is the same
     on every platform for a given seed.
     """

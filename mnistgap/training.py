@@ -47,7 +47,7 @@ class EarlyStopping:
     """Stop after ``patience`` epochs without a lower validation loss; remember the best weights.
 
     ``patience=0`` never stops; ``best_state`` then still holds the best epoch, but the caller
-    keeps the last weights (the report's stage 1, "no early stopping").
+    keeps the last weights (the study's stage 1, "no early stopping").
     """
 
     def __init__(self, patience: int) -> None:

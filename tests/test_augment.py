@@ -24,7 +24,7 @@ from mnistgap.params import (
 )
 
 OFF = Augment(affine=Affine(enabled=False), blur=Blur(enabled=False))  # every part off
-AFFINE = Augment(blur=Blur(enabled=False))  # the report's augmentation alone
+AFFINE = Augment(blur=Blur(enabled=False))  # the study's augmentation alone
 
 
 def _gen(seed: int = 0) -> torch.Generator:
@@ -192,7 +192,7 @@ def test_affine_with_no_range_is_identity() -> None:
 
 
 def test_random_matrices_built_from_sampled_params() -> None:
-    cfg = Affine(stretch=1.0)  # the report's RandomAffine alone
+    cfg = Affine(stretch=1.0)  # the study's RandomAffine alone
     p = sample_affine_params(10, cfg, _gen(3), "cpu")
     theta = random_affine_matrices(10, cfg, _gen(3), "cpu", torch.float64)
     assert theta.shape == (10, 2, 3) and theta.dtype == torch.float64

@@ -61,7 +61,7 @@ def test_the_recipe_makes_centred_28x28_digits(tmp_path: Path, make_usps: Callab
     _, refused = external.to_mnist(np.concatenate([images[:2], blank]), pad=2)
     assert refused == [2]
     seed, _ = external.to_mnist(images, pad=2, preprocess="seed")
-    assert seed.shape == (30, 28, 28)  # the report's plain resize, no padding
+    assert seed.shape == (30, 28, 28)  # the study's plain resize, no padding
 
 
 def test_acquire_uses_a_valid_file_then_the_cache_then_the_download(

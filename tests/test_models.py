@@ -49,7 +49,7 @@ def test_mlp_output_shape_from_both_input_layouts() -> None:
 def test_default_mlp_has_the_reports_parameter_count() -> None:
     model = build_model(ModelParams(model="mlp"))
     assert isinstance(model, MLP)
-    # 784*512 + 512 + 512*256 + 256 + 256*128 + 128 + 128*10 + 10, the report's Figure 1
+    # 784*512 + 512 + 512*256 + 256 + 256*128 + 128 + 128*10 + 10, the study's Figure 1
     assert sum(p.numel() for p in model.parameters()) == 567_434
     widths = [(m.in_features, m.out_features) for m in model.modules() if isinstance(m, nn.Linear)]
     assert widths == [(784, 512), (512, 256), (256, 128), (128, 10)]

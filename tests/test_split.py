@@ -1,4 +1,4 @@
-"""Tests for mnistgap.split: the report's random_split, reproduced as sorted index arrays."""
+"""Tests for mnistgap.split: the study's random_split, reproduced as sorted index arrays."""
 
 from __future__ import annotations
 
