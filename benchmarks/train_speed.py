@@ -141,8 +141,8 @@ def main() -> None:
         return
 
     # Interleave the pipelines (the study's, ours, the study's, ours, ...): the speed of a shared
-    # machine drifts over minutes, and one long run of the study's pipeline followed by one short run of
-    # ours would put the drift into the ratio.
+    # machine drifts over minutes, and one long run of the study's pipeline followed by one
+    # short run of ours would put the drift into the ratio.
     names = ["study", "mlp"] + (["cnn"] if args.model == "cnn" else [])
     runs: dict[str, list[dict]] = {name: [] for name in names}
     for _ in range(args.rounds):
