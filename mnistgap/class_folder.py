@@ -22,9 +22,9 @@ from pathlib import Path
 import numpy as np
 
 from mnistgap.data import ClassSet
-from mnistgap.params import Filter
+from mnistgap.params import Filter, Preprocess, check_preprocess
 from mnistgap.png import MAX_PIXELS, one_line, read_digit
-from mnistgap.recipe import ImageError, Preprocess, quality_reason
+from mnistgap.recipe import ImageError, quality_reason
 
 logger = logging.getLogger(__name__)
 
@@ -168,15 +168,14 @@ def load_folder(
     Returns the usable digits (sorted by file name) and ``rejected``: ``(entry, reason)`` for
     every entry that is not used (other files, dotfiles, subfolders, bad or blank PNGs,
     filtered images, a second file with the same digit, group and member), never raised.
-    ``filter_cfg=None`` means ``Filter()`` (filter on, the report's thresholds). A large
+    ``filter_cfg=None`` means ``Filter()`` (filter on, the study's thresholds). A large
     folder is read by ``workers`` processes (default: one per available core); the result is
     the same, entry for entry and byte for byte.
 
     Raises :class:`ClassFolderError` (one-line message) when the folder is missing or not a
     directory, or when no image is usable.
     """
-    if preprocess not in ("mnist", "seed"):
-        raise ValueError(f"preprocess must be 'mnist' or 'seed', got {preprocess!r}")
+    check_preprocess(preprocess)
     cfg = Filter() if filter_cfg is None else filter_cfg
     folder = Path(folder)
     if not folder.exists():

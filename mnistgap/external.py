@@ -22,7 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
-from mnistgap.recipe import ImageError, Preprocess, preprocess_mnist, preprocess_seed
+from mnistgap.params import Preprocess
+from mnistgap.recipe import ImageError, preprocess_mnist, preprocess_study
 
 log = logging.getLogger(__name__)
 
@@ -266,8 +267,8 @@ def to_mnist(
     out, refused = [], []
     for i, img in enumerate(images):
         try:
-            if preprocess == "seed":
-                out.append(preprocess_seed(img))
+            if preprocess == "study":
+                out.append(preprocess_study(img))
             else:
                 out.append(preprocess_mnist(np.pad(img, pad)))
         except ImageError:

@@ -21,10 +21,17 @@ import re
 import sys
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Annotated, Any, Literal, Self
+from typing import Annotated, Any, Literal, Self, get_args
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 
 class ParamsError(ValueError):
@@ -112,6 +119,19 @@ class Augment(Section):
 
 
 # --------------------------------------------------------------------------- data
+#: How a digit image becomes MNIST-like (mnistgap/recipe.py): MNIST's own recipe, or the study's
+#: plain resize. ``seed`` was the study's recipe's earlier name.
+Preprocess = Literal["mnist", "study"]
+
+
+def check_preprocess(value: object) -> None:
+    """Raise ValueError (one line) unless ``value`` names a :data:`Preprocess` recipe."""
+    if value == "seed":
+        raise ValueError("preprocess 'seed' is now called 'study' (the study's plain resize)")
+    if value not in get_args(Preprocess):
+        raise ValueError(f"preprocess must be one of {list(get_args(Preprocess))}, got {value!r}")
+
+
 class ClassDigits(Section):
     """the folder of real handwritten digits and how they are read"""
 
@@ -120,11 +140,17 @@ class ClassDigits(Section):
         min_length=1,
         description="folder of <digit>-<group>-<member>.png; the bundled sample by default",
     )
-    preprocess: Literal["mnist", "seed"] = Field(
+    preprocess: Preprocess = Field(
         "mnist",
         description="mnist (MNIST's own recipe: invert, stretch, crop, fit 20x20, centre of "
-        "mass) | seed (the study's plain resize)",
+        "mass) | study (the study's plain resize)",
     )
+
+    @field_validator("preprocess", mode="before")
+    @classmethod
+    def _known(cls, value: object) -> object:
+        check_preprocess(value)
+        return value
 
 
 class Filter(Section):

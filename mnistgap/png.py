@@ -20,7 +20,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from mnistgap.recipe import ImageError, Preprocess, preprocess_mnist, preprocess_seed
+from mnistgap.params import Preprocess
+from mnistgap.recipe import ImageError, preprocess_mnist, preprocess_study
 
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 # Reasons are shown in tables and logs, one per line; long library messages are cut.
@@ -194,6 +195,6 @@ def read_digit(
         # block or be endless; a broken symlink lands here too.
         raise ImageError("is a directory" if source.is_dir() else "not a regular file")
     im = open_png(source, max_pixels=max_pixels)
-    if preprocess == "seed":
-        return preprocess_seed(im)
+    if preprocess == "study":
+        return preprocess_study(im)
     return preprocess_mnist(to_gray(im))

@@ -10,19 +10,19 @@ functions, so reading a folder of PNGs needs none of it.
 * :func:`preprocess_mnist` follows the recipe MNIST itself was made with (LeCun et al.):
   light ink on a black background, contrast normalised, the ink's bounding box scaled to fit
   20x20 with its aspect ratio kept (anti-aliased), then placed in a 28x28 field so that the
-  ink's centre of mass lies at the centre. :func:`preprocess_seed` is the reference report's
+  ink's centre of mass lies at the centre. :func:`preprocess_study` is the study's
   plain ``convert("L").resize((28, 28))``.
-* :func:`quality_reason` is the reference report's filter on the final 28x28 image.
+* :func:`quality_reason` is the study's filter on the final 28x28 image.
 * :func:`renormalize_batch` applies the geometric part of the recipe (stretch, fit 20x20,
   centre of mass) to batches of 28x28 images that are already MNIST-like, vectorised: the
   leakage check puts both class digits and MNIST through it before comparing them.
-* :func:`normalize` maps pixels to the model's input scale (the report's
+* :func:`normalize` maps pixels to the model's input scale (the study's
   ``Normalize((0.5,), (0.5,))``), for training and evaluation alike.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image
@@ -31,9 +31,6 @@ from mnistgap.params import Filter
 
 if TYPE_CHECKING:
     import torch
-
-Preprocess = Literal["mnist", "seed"]
-
 
 class ImageError(ValueError):
     """One image cannot be used; ``str(err)`` is a short one-line reason."""
@@ -66,17 +63,17 @@ _PEAK_PERCENTILE = 99.0
 # After stretching, only pixels above this fraction of the peak define the bounding box,
 # so faint haze or antialiasing fringes do not inflate it.
 BBOX_LEVEL = 0.1
-#: The model's input scale: the report's Normalize((0.5,), (0.5,)), pixels [0, 1] -> [-1, 1].
+#: The model's input scale: the study's Normalize((0.5,), (0.5,)), pixels [0, 1] -> [-1, 1].
 NORM_MEAN = 0.5
 NORM_STD = 0.5
 
 
-def preprocess_seed(im: Image.Image | np.ndarray) -> np.ndarray:
-    """The reference report's preprocessing: ``convert('L')`` then a plain 28×28 resize.
+def preprocess_study(im: Image.Image | np.ndarray) -> np.ndarray:
+    """The study's preprocessing: ``convert('L')`` then a plain 28×28 resize.
 
     Takes the decoded PIL image (what :func:`mnistgap.png.open_png` returns). For 8-bit modes
     this is literally ``np.array(im.convert("L").resize((28, 28)))`` — Pillow's default
-    resampling, and ``convert('L')`` ignoring alpha, exactly as the report did. 16-bit grey
+    resampling, and ``convert('L')`` ignoring alpha, exactly as the study did. 16-bit grey
     (Pillow's "I;16*" modes, "I" in older Pillow) is first scaled to 8 bits (/257). A float
     array in [0, 1] is accepted too and rounded to 8 bits first. Returns (28, 28) uint8; no
     inversion, no centring.

@@ -1,6 +1,6 @@
 """Classify PNG files or folders with the trained checkpoint (not a DVC stage: a user command).
 
-    python -m stages.predict PATH... [--model models/model.pt] [--json] [--preprocess mnist|seed]
+    python -m stages.predict PATH... [--model models/model.pt] [--json] [--preprocess mnist|study]
                                      [--tta none|rot|scale]
     mnistgap-predict PATH...            (the same, installed as a console script)
 
@@ -19,13 +19,14 @@ import json
 import logging
 import sys
 from pathlib import Path
+from typing import get_args
 
 import numpy as np
 import torch
 
 from mnistgap.cli import StageError, run_stage
 from mnistgap.models import load_checkpoint
-from mnistgap.params import Params, ParamsError, load_params
+from mnistgap.params import Params, ParamsError, Preprocess, load_params
 from mnistgap.png import read_digit
 from mnistgap.recipe import ImageError
 from mnistgap.tta import VIEWS, predict_logits
@@ -60,7 +61,7 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("paths", nargs="+", type=Path, help="PNG files or folders of PNGs")
     ap.add_argument("--model", type=Path, default=Path("models/model.pt"))
-    ap.add_argument("--preprocess", choices=["mnist", "seed"], default=None)
+    ap.add_argument("--preprocess", choices=get_args(Preprocess), default=None)
     ap.add_argument("--tta", choices=list(VIEWS), default=None, help="test-time views")
     ap.add_argument("--params", type=Path, default=Path("params.yaml"))
     ap.add_argument("--json", action="store_true", help="one JSON document on stdout")

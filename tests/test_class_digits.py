@@ -16,7 +16,7 @@ from mnistgap import class_folder
 from mnistgap.class_folder import NAME_RE, ClassFolderError, DigitName, load_folder, parse_name
 from mnistgap.params import Filter
 from mnistgap.png import MAX_PIXELS, open_png, to_gray
-from mnistgap.recipe import ImageError, preprocess_mnist, preprocess_seed, quality_reason
+from mnistgap.recipe import ImageError, preprocess_mnist, preprocess_study, quality_reason
 
 NO_FILTER = Filter(enabled=False)
 
@@ -219,7 +219,7 @@ def test_16bit_is_scaled_by_65535(tmp_path: Path) -> None:
     arr = np.array([[0, 32768, 65535]], dtype=np.uint16).repeat(3, axis=0)
     path = save(tmp_path / "g16.png", Image.fromarray(arr))
     np.testing.assert_allclose(load_grayscale(path)[0], [0.0, 32768 / 65535, 1.0], atol=1e-6)
-    assert preprocess_seed(open_png(path))[0, 0] == 0
+    assert preprocess_study(open_png(path))[0, 0] == 0
 
 
 def test_seed_equals_report_for_8bit_files(tmp_path: Path) -> None:
@@ -240,7 +240,7 @@ def test_seed_equals_report_for_8bit_files(tmp_path: Path) -> None:
     ):
         path = files[kind]
         expected = np.array(Image.open(path).convert("L").resize((28, 28)))
-        got = preprocess_seed(open_png(path))
+        got = preprocess_study(open_png(path))
         assert got.dtype == np.uint8 and got.shape == (28, 28)
         np.testing.assert_array_equal(got, expected, err_msg=kind)
 
@@ -251,12 +251,12 @@ def test_faint_digit_passes_mnist_but_not_seed(tmp_path: Path) -> None:
     mnist = preprocess_mnist(load_grayscale(path))
     assert quality_reason(mnist, cfg) is None
     assert mnist.max() == 255
-    seed = preprocess_seed(open_png(path))
+    seed = preprocess_study(open_png(path))
     assert quality_reason(seed, cfg) == "filter: max pixel 25 < 70"
     # And through the folder loader: kept in mnist mode, rejected in seed mode.
     assert len(load_folder(tmp_path, "mnist", cfg)[0].files) == 1
     with pytest.raises(ClassFolderError, match="filter: max pixel 25 < 70"):
-        load_folder(tmp_path, "seed", cfg)
+        load_folder(tmp_path, "study", cfg)
 
 
 @pytest.mark.parametrize(
@@ -376,10 +376,10 @@ def test_load_folder_mixed_entries_never_raises(tmp_path: Path) -> None:
     assert [n for n, _ in cd_rejected] == sorted(reasons)
 
     # seed mode: same bad files; blanks fall to the filter, or are kept without it.
-    _, seed_rejected = load_folder(tmp_path, "seed", Filter())
+    _, seed_rejected = load_folder(tmp_path, "study", Filter())
     assert dict(seed_rejected)["9-1-1.png"] == "filter: max pixel 0 < 70"
     assert dict(seed_rejected)["9-1-2.png"].startswith("filter: contrast 0 < 30")
-    kept, _ = load_folder(tmp_path, "seed", NO_FILTER)
+    kept, _ = load_folder(tmp_path, "study", NO_FILTER)
     assert {"9-1-1.png", "9-1-2.png"} <= set(kept.files)
 
 
@@ -396,7 +396,7 @@ def test_damaged_pngs_never_raise(tmp_path: Path) -> None:
         if i % 3 == 0:
             data = data[: int(rng.integers(8, len(data)))]
         (tmp_path / f"7-0-{i}.png").write_bytes(bytes(data))
-    for mode in ("mnist", "seed"):
+    for mode in ("mnist", "study"):
         cd, cd_rejected = load_folder(tmp_path, mode, Filter())
         assert "7-0-0.png" in cd.files
         assert len(cd.files) + len(cd_rejected) == 121

@@ -239,8 +239,8 @@ def test_images_the_loader_rejects_are_422_with_its_reason(
 def test_faint_drawing_fails_the_reports_filter_in_seed_mode(
     make_client: Callable[..., TestClient],
 ):
-    """With the report's own recipe (``class_digits.preprocess=seed``) faint ink is filtered."""
-    client = make_client(preprocess="seed")
+    """With the study's own recipe (``class_digits.preprocess=study``) faint ink is filtered."""
+    client = make_client(preprocess="study")
     faint = np.zeros((28, 28), dtype=np.uint8)
     faint[6:22, 13:15] = 40  # a light-grey "1" on black: max pixel 40 < 70
     r = post_digit(client, png(faint))

@@ -60,7 +60,7 @@ def test_the_recipe_makes_centred_28x28_digits(tmp_path: Path, make_usps: Callab
     blank = np.zeros((1, 16, 16), np.float32)
     _, refused = external.to_mnist(np.concatenate([images[:2], blank]), pad=2)
     assert refused == [2]
-    seed, _ = external.to_mnist(images, pad=2, preprocess="seed")
+    seed, _ = external.to_mnist(images, pad=2, preprocess="study")
     assert seed.shape == (30, 28, 28)  # the study's plain resize, no padding
 
 

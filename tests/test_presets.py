@@ -56,7 +56,7 @@ def test_study_is_the_study_s_mlp_as_it_trained() -> None:
         (0.8, 1.2),
         5.0,
     )
-    assert p.class_digits.preprocess == "seed" and p.precision == "fp32"
+    assert p.class_digits.preprocess == "study" and p.precision == "fp32"
 
 
 def test_settings_apply_on_top_of_a_preset() -> None:

@@ -617,7 +617,7 @@ def test_prepare_class_with_the_tiny_folder(
     params_file: Callable[..., Path],
     prepare_class_argv: Callable[..., list[str]],
 ) -> None:
-    params = params_file(**{"class_digits.preprocess": "seed"})
+    params = params_file(**{"class_digits.preprocess": "study"})
     stages.prepare_class.main(prepare_class_argv(tiny_class_dir, tmp_path, params))
     cs = load_class(tmp_path / "digits.npz")
     assert len(cs.files) == 30

@@ -44,6 +44,7 @@ from torch import nn
 from mnistgap.collect import loader, store
 from mnistgap.collect.upload import UploadError, read_form
 from mnistgap.models import load_checkpoint
+from mnistgap.params import check_preprocess
 from mnistgap.tta import predict_logits, views
 
 log = logging.getLogger("mnistgap.collect")
@@ -149,8 +150,7 @@ def create_app(
     ``model_path`` is loaded here, once; if the file is missing the app still collects and
     answers ``"prediction": null`` with a ``"note"``.
     """
-    if preprocess not in ("mnist", "seed"):
-        raise ValueError(f"preprocess must be 'mnist' or 'seed', got {preprocess!r}")
+    check_preprocess(preprocess)
     views(tta)  # an unknown value fails here, at start-up, not at the first reading
     fcfg = loader.filter_config(filter_cfg)
     reader = Reader.load(Path(model_path) if model_path is not None else None, tta)

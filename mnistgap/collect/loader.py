@@ -68,7 +68,7 @@ def read_digit(source: Path | bytes, preprocess: str, filter_cfg: Filter) -> np.
     ink on black.
 
     Decoding (any PNG mode, size and bomb checks), the ``preprocess`` recipe (``"mnist"`` or
-    ``"seed"``) and the quality filter are the loader's. Raises :data:`ImageRejected` with the
+    ``"study"``) and the quality filter are the loader's. Raises :data:`ImageRejected` with the
     loader's reason when the image would be rejected.
     """
     img = decode_digit(source, preprocess)  # type: ignore[arg-type]
