@@ -126,10 +126,15 @@ Preprocess = Literal["mnist", "study"]
 
 def check_preprocess(value: object) -> None:
     """Raise ValueError (one line) unless ``value`` names a :data:`Preprocess` recipe."""
-    if value == "seed":
-        raise ValueError("preprocess 'seed' is now called 'study' (the study's plain resize)")
+    _not_renamed(value)
     if value not in get_args(Preprocess):
-        raise ValueError(f"preprocess must be one of {list(get_args(Preprocess))}, got {value!r}")
+        allowed = " or ".join(repr(v) for v in get_args(Preprocess))
+        raise ValueError(f"preprocess must be {allowed}, got {value!r}")
+
+
+def _not_renamed(value: object) -> None:
+    if value == "seed":
+        raise ValueError("'seed' is now called 'study' (the study's plain resize)")
 
 
 class ClassDigits(Section):
@@ -149,7 +154,7 @@ class ClassDigits(Section):
     @field_validator("preprocess", mode="before")
     @classmethod
     def _known(cls, value: object) -> object:
-        check_preprocess(value)
+        _not_renamed(value)  # any other unknown value: the Literal's error lists the choices
         return value
 
 

@@ -32,6 +32,7 @@ from mnistgap.params import Filter
 if TYPE_CHECKING:
     import torch
 
+
 class ImageError(ValueError):
     """One image cannot be used; ``str(err)`` is a short one-line reason."""
 

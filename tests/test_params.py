@@ -18,6 +18,7 @@ from mnistgap.params import (
     ParamsError,
     Section,
     TrainParams,
+    check_preprocess,
     load_params,
     render,
     validate,
@@ -182,7 +183,7 @@ def test_val_frac_must_be_inside_the_open_interval(
     ("key", "value", "allowed"),
     [
         ("model", "resnet", "'mlp' or 'cnn'"),
-        ("class_digits.preprocess", "foo", "'mnist' or 'seed'"),
+        ("class_digits.preprocess", "foo", "'mnist' or 'study'"),
         ("device", "tpu", "'auto', 'cpu' or 'cuda'"),
         ("precision", "fp16", "'auto', 'bf16' or 'fp32'"),
         ("lr_schedule", "step", "'none' or 'cosine'"),
@@ -193,6 +194,17 @@ def test_choice_errors_list_the_allowed_values(
 ) -> None:
     msg = _error(params_file(**{key: value}))
     assert f"'{key}' must be {allowed}, got {value!r}" in msg
+
+
+def test_the_old_name_of_the_study_recipe_says_its_new_name(
+    params_file: Callable[..., Path],
+) -> None:
+    msg = _error(params_file(**{"class_digits.preprocess": "seed"}))
+    assert "'seed' is now called 'study'" in msg and len(msg.splitlines()) == 1
+    with pytest.raises(ValueError, match="now called 'study'"):
+        check_preprocess("seed")
+    with pytest.raises(ValueError, match="must be 'mnist' or 'study', got 'foo'"):
+        check_preprocess("foo")
 
 
 @pytest.mark.parametrize(
