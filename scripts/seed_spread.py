@@ -37,6 +37,7 @@ workspace without changes to tracked files, and stops if the settings made ``tra
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import re
@@ -90,10 +91,22 @@ def _code_md5s(lock: dict) -> dict[str, str]:
     }
 
 
-def changed_code(kept_lock: dict, head_lock: dict) -> list[str]:
-    """The Python files whose md5 in a kept experiment's dvc.lock is not HEAD's."""
-    head = _code_md5s(head_lock)
-    return sorted(p for p, md5 in _code_md5s(kept_lock).items() if head.get(p) != md5)
+def committed_md5s(paths: list[str], ref: str = "HEAD") -> dict[str, str]:
+    """path -> md5 of the file as committed in ``ref`` (DVC's md5: of the bytes); a path the
+    commit lacks is left out."""
+    out = {}
+    for path in paths:
+        got = subprocess.run(["git", "show", f"{ref}:{path}"], cwd=REPO, capture_output=True)
+        if got.returncode == 0:
+            out[path] = hashlib.md5(got.stdout).hexdigest()
+    return out
+
+
+def changed_code(kept_lock: dict, committed: dict[str, str]) -> list[str]:
+    """The Python files whose md5 in a kept experiment's dvc.lock is not the committed file's
+    (``committed``: path -> md5, :func:`committed_md5s`). HEAD's own dvc.lock is not asked: it
+    may be older than the code it sits beside."""
+    return sorted(p for p, md5 in _code_md5s(kept_lock).items() if committed.get(p) != md5)
 
 
 def differing_params(params: list[Params]) -> list[str]:
@@ -125,7 +138,8 @@ def _lock(ref: str) -> dict:
 
 
 def _require_head_code(exp: str, ref: str) -> None:
-    stale = changed_code(_lock(ref), _lock("HEAD"))
+    kept = _lock(ref)
+    stale = changed_code(kept, committed_md5s(sorted(_code_md5s(kept))))
     if stale:
         sys.exit(f"seed_spread: {exp} ran other code than HEAD ({', '.join(stale)}); run it again")
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import copy
+import hashlib
+import subprocess
 import sys
 from pathlib import Path
 
@@ -39,19 +41,36 @@ def test_runs_made_with_other_settings_are_named() -> None:
     assert seed_spread.differing_params(runs) == ["ensemble", "lr"]
 
 
+def _lock_of_committed_code() -> dict:
+    """HEAD's dvc.lock with every Python dep's md5 that of the file committed in HEAD."""
+    lock = copy.deepcopy(HEAD_LOCK)
+    for stage in lock["stages"].values():
+        for dep in stage.get("deps", []):
+            if dep["path"].endswith(".py"):
+                shown = subprocess.run(
+                    ["git", "show", f"HEAD:{dep['path']}"], cwd=REPO, capture_output=True
+                )
+                dep["md5"] = hashlib.md5(shown.stdout).hexdigest()
+    return lock
+
+
 def test_a_kept_experiment_of_the_committed_code_passes() -> None:
-    assert seed_spread.changed_code(HEAD_LOCK, HEAD_LOCK) == []
+    lock = _lock_of_committed_code()
+    committed = seed_spread.committed_md5s(sorted(seed_spread._code_md5s(lock)))
+    assert "mnistgap/training.py" in committed
+    assert seed_spread.changed_code(lock, committed) == []
 
 
 def test_a_kept_experiment_of_other_code_names_the_files() -> None:
-    old = copy.deepcopy(HEAD_LOCK)
+    old = _lock_of_committed_code()
+    committed = seed_spread.committed_md5s(sorted(seed_spread._code_md5s(old)))
     for stage in old["stages"].values():
         for dep in stage.get("deps", []):
             if dep["path"] == "mnistgap/training.py":
                 dep["md5"] = "0" * 32
             if dep["path"] == "params.yaml" or not dep["path"].endswith(".py"):
                 dep["md5"] = "f" * 32  # data and other inputs may differ: not code
-    assert seed_spread.changed_code(old, HEAD_LOCK) == ["mnistgap/training.py"]
+    assert seed_spread.changed_code(old, committed) == ["mnistgap/training.py"]
 
 
 def test_a_kept_experiment_must_have_the_settings_asked_for() -> None:
@@ -105,6 +124,10 @@ def test_models_of_refuses_a_workspace_with_changes(monkeypatch: pytest.MonkeyPa
     )
 
 
+def _code(lock: dict) -> dict[str, str]:
+    return seed_spread._code_md5s(lock)
+
+
 def _fake_workspace(
     monkeypatch: pytest.MonkeyPatch, new_train: dict, exit_codes: dict[str, int]
 ) -> list[list[str]]:
@@ -125,6 +148,8 @@ def _fake_workspace(
         return seed_spread.subprocess.CompletedProcess(cmd, exit_codes.get(cmd[2], 0))
 
     monkeypatch.setattr(seed_spread, "_git", fake_git)
+    # HEAD's files: those HEAD_LOCK names (the experiments ran the committed code)
+    monkeypatch.setattr(seed_spread, "committed_md5s", lambda paths: _code(HEAD_LOCK))
     monkeypatch.setattr(seed_spread, "_exp_ref", lambda name: f"refs/exps/{name}")
     monkeypatch.setattr(seed_spread.subprocess, "run", fake_run)
     return ran
