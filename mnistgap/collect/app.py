@@ -236,8 +236,9 @@ def create_app(
         )
         if leakage.note:
             log.warning("teacher view: %s", leakage.note)
-    # Per client address; off outside class mode (a local page has one client).
-    cm = class_mode or ClassMode("unused", "unused-key")
+    # Per client address; off outside class mode (a local page has one client), where the
+    # decorators below get ClassMode's defaults, unused.
+    cm: Any = class_mode or ClassMode
     limiter = Limiter(key_func=get_remote_address, enabled=class_mode is not None)
     app.state.limiter = limiter
     auth_failures = parse_limit(cm.auth_failure_limit)
