@@ -68,7 +68,7 @@ from mnistgap.collect.classroom import (
 from mnistgap.collect.teacher import LeakageFlags, progress
 from mnistgap.collect.upload import UploadError, read_form
 from mnistgap.models import load_checkpoint
-from mnistgap.params import check_preprocess
+from mnistgap.params import Leakage, check_preprocess
 from mnistgap.tta import predict_logits, views
 
 log = logging.getLogger("mnistgap.collect")
@@ -202,7 +202,8 @@ def create_app(
     ``class_mode`` switches on the class code, member tokens, the teacher view and rate
     limits (see the module doc). The teacher view's leakage flags use the MNIST training
     images in ``mnist_raw`` and params.yaml's ``leakage`` section ``leakage_cfg``
-    (``threshold``, ``ratio_threshold``); without them it says the check is off.
+    (``threshold``, ``ratio_threshold``; None: its defaults); without the images it says the
+    check is off.
     ``public_url`` is the address students open (for the QR code; default: the address the
     teacher's browser used).
     """
@@ -226,11 +227,11 @@ def create_app(
     leakage: LeakageFlags | None = None
     if class_mode is not None:
         tokens = MemberTokens(class_mode.tokens_file or folder / TOKENS_FILE)
-        lk = dict(leakage_cfg or {})
+        lk = Leakage.model_validate(dict(leakage_cfg or {}))  # None: the stage's defaults
         leakage = LeakageFlags(
             Path(mnist_raw) if mnist_raw is not None else None,
-            float(lk.get("threshold", 0.0)),
-            float(lk.get("ratio_threshold", 0.0)),
+            lk.threshold,
+            lk.ratio_threshold,
             preprocess,
             fcfg,
         )
