@@ -269,3 +269,44 @@ def test_a_corrupt_token_file_is_a_one_line_error(tmp_path: Path) -> None:
     (folder / ".member-tokens.json").write_text("{not json")
     with pytest.raises(ValueError, match="is not a member-token file"):
         create_app(folder, None, class_mode=ClassMode(CODE, KEY))
+
+
+def test_concurrent_readings_are_batched_and_match_single_ones(tmp_path: Path) -> None:
+    import threading
+
+    import torch
+
+    from mnistgap.collect.app import Reader
+    from mnistgap.models import MLP, save_checkpoint
+    from mnistgap.params import ModelParams
+
+    torch.manual_seed(0)
+    path = tmp_path / "model.pt"
+    save_checkpoint(path, MLP([16], 0.0), ModelParams(model="mlp", hidden=[16], dropout=0.0))
+    reader = Reader.load(path, "rot")
+    images = [loader.read_digit(digit_png(d % 10, seed=d), "mnist", Filter()) for d in range(40)]
+    alone = [reader.read(img) for img in images]
+    batches: list[int] = []
+    original = reader._read_batch
+
+    def counting(batch):  # record batch sizes, slowly enough for the others to queue up
+        batches.append(len(batch))
+        threading.Event().wait(0.01)
+        original(batch)
+
+    reader._read_batch = counting  # type: ignore[method-assign]
+    together: list[Any] = [None] * len(images)
+
+    def read(i: int) -> None:
+        together[i] = reader.read(images[i])
+
+    threads = [threading.Thread(target=read, args=(i,)) for i in range(len(images))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sum(batches) == len(images)
+    assert len(batches) < len(images)  # at least one pass read several images
+    assert [r.prediction for r in together] == [r.prediction for r in alone]
+    for a, b in zip(together, alone, strict=True):
+        assert np.allclose(a.probabilities, b.probabilities, atol=2e-4)
