@@ -1,4 +1,4 @@
-"""Scan a folder of class digits named ``<digit>-<group>-<member>.png``.
+"""Scan a folder of class digits named ``<digit>-<group>-<member>.<ext>`` (any image format).
 
 Loading never raises for a bad *entry*: each one is either turned into a 28x28 ``uint8``
 image by :func:`mnistgap.recipe.read_digit` and kept by the quality filter, or recorded in
@@ -23,7 +23,7 @@ import numpy as np
 
 from mnistgap.data import ClassSet
 from mnistgap.params import Filter, Preprocess, check_preprocess
-from mnistgap.png import MAX_PIXELS, one_line, read_digit
+from mnistgap.png import MAX_PIXELS, one_line, read_digit_info
 from mnistgap.recipe import ImageError, quality_reason
 
 logger = logging.getLogger(__name__)
@@ -31,9 +31,13 @@ logger = logging.getLogger(__name__)
 #: File-name pattern ``<digit>-<group>-<member>.png``. ``re.ASCII`` so that ``\d`` means 0-9
 #: only (not e.g. Arabic-Indic digits); use ``NAME_RE.fullmatch`` — ``$`` alone would also
 #: accept a trailing newline.
-NAME_RE = re.compile(r"^(\d)-(\d+)-(\d+)\.png$", re.IGNORECASE | re.ASCII)
+NAME_RE = re.compile(
+    r"^(\d)-(\d+)-(\d+)\.(png|jpe?g|webp|bmp|tiff?|gif|heic|heif)$", re.IGNORECASE | re.ASCII
+)
+#: Extensions a class digit's file may have; the content decides the format, not the name.
+EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".gif", ".heic", ".heif")
 
-_NAME_HINT = "<digit>-<group>-<member>.png"
+_NAME_HINT = "<digit>-<group>-<member>.<image extension>"
 # Group and member numbers end up in int64 arrays; 18 decimal digits always fit.
 _MAX_NUMBER_DIGITS = 18
 
@@ -48,6 +52,16 @@ class ClassFolderError(RuntimeError):
 
 
 @dataclass(frozen=True)
+class ReadInfo:
+    """How one kept file was read: ``format`` sniffed from its bytes (``png``, ``jpeg``, ...),
+    ``rotated`` (an EXIF orientation applied)."""
+
+    file: str
+    format: str
+    rotated: bool
+
+
+@dataclass(frozen=True)
 class DigitName:
     """The label and author encoded in a file name ``<digit>-<group>-<member>.png``."""
 
@@ -57,20 +71,21 @@ class DigitName:
 
 
 def parse_name(filename: str) -> DigitName:
-    """Parse ``<digit>-<group>-<member>.png`` (extension case-insensitive).
+    """Parse ``<digit>-<group>-<member>.<ext>`` (an image extension, case-insensitive).
 
     Raises ``ValueError`` with a one-line reason when the name does not fit.
     """
     match = NAME_RE.fullmatch(filename)
     if match is None:
-        if not filename.lower().endswith(".png"):
-            raise ValueError(f"not a PNG file name (expected {_NAME_HINT})")
-        parts = filename[:-4].split("-")
+        stem, dot, ext = filename.rpartition(".")
+        if not dot or f".{ext.lower()}" not in EXTENSIONS:
+            raise ValueError(f"not an image file name (expected {_NAME_HINT})")
+        parts = stem.split("-")
         if len(parts) == 3 and all(p.isascii() and p.isdigit() for p in parts):
             # Only the digit can be at fault: the pattern accepts any group/member number.
             raise ValueError("digit outside 0-9")
         raise ValueError(f"name does not match {_NAME_HINT}")
-    digit_s, group_s, member_s = match.groups()
+    digit_s, group_s, member_s = match.groups()[:3]
     for label, text in (("group", group_s), ("member", member_s)):
         if len(text.lstrip("0")) > _MAX_NUMBER_DIGITS:
             raise ValueError(f"{label} number too large")
@@ -100,22 +115,22 @@ def _load_entry(
     preprocess: Preprocess,
     filter_cfg: Filter,
     max_pixels: int,
-) -> tuple[DigitName, np.ndarray]:
-    """Turn one folder entry into (name, 28×28 image) or raise ImageError."""
+) -> tuple[DigitName, np.ndarray, ReadInfo]:
+    """Turn one folder entry into (name, 28×28 image, how it was read) or raise ImageError."""
     if entry.is_dir():
         raise ImageError("is a directory")
     try:
         name = parse_name(entry.name)
     except ValueError as err:
         raise ImageError(str(err)) from err
-    img = read_digit(entry, preprocess, max_pixels)
+    img, opened = read_digit_info(entry, preprocess, max_pixels)
     reason = quality_reason(img, filter_cfg)
     if reason is not None:
         raise ImageError(reason)
-    return name, img
+    return name, img, ReadInfo(entry.name, opened.format, opened.rotated)
 
 
-Outcome = tuple[DigitName, np.ndarray] | str  # a digit, or why the entry is not used
+Outcome = tuple[DigitName, np.ndarray, ReadInfo] | str  # a digit, or why the entry is not used
 
 
 def _read(entry: Path, preprocess: Preprocess, cfg: Filter, max_pixels: int) -> Outcome:
@@ -162,8 +177,12 @@ def load_folder(
     *,
     max_pixels: int = MAX_PIXELS,
     workers: int | None = None,
+    read_log: list[ReadInfo] | None = None,
 ) -> tuple[ClassSet, list[tuple[str, str]]]:
-    """Load every ``<digit>-<group>-<member>.png`` in ``folder`` (not recursive).
+    """Load every ``<digit>-<group>-<member>.<ext>`` image in ``folder`` (not recursive).
+
+    Any format :func:`mnistgap.png.open_image` reads, sniffed from the bytes; a list given as
+    ``read_log`` receives one :class:`ReadInfo` per kept file, in the digits' order.
 
     Returns the usable digits (sorted by file name) and ``rejected``: ``(entry, reason)`` for
     every entry that is not used (other files, dotfiles, subfolders, bad or blank PNGs,
@@ -201,15 +220,17 @@ def load_folder(
         if isinstance(outcome, str):
             rejected.append((entry.name, outcome))
             continue
-        name, img = outcome
+        name, img, info = outcome
         if name in seen:
-            # e.g. 3-1-1.png and 3-01-1.PNG: one author's digit must not count twice.
+            # e.g. 3-1-1.png and 3-01-1.PNG or 3-1-1.jpg: one author's digit must not count twice.
             rejected.append((entry.name, f"duplicate of {seen[name]} (same digit-group-member)"))
             continue
         seen[name] = entry.name
         images.append(img)
         names.append(name)
         files.append(entry.name)
+        if read_log is not None:
+            read_log.append(info)
 
     for file, reason in rejected:
         logger.debug("rejected %s: %s", file, reason)

@@ -1,9 +1,12 @@
-"""Decode a PNG of any mode into one grey image in [0, 1], or say in one line why not.
+"""Decode an image file (PNG of any mode, JPEG, WebP, BMP, TIFF, GIF, HEIC) into one grey image
+in [0, 1], or say in one line why not.
+
+The format is sniffed from the bytes, never taken from the name, and EXIF orientation is applied.
 
 Class uploads come from dozens of people and drawing tools, so every PNG mode occurs (L, LA,
 RGB, RGBA with strokes drawn only through the alpha channel, palette with and without
-transparency, 16-bit grey, 1-bit), with either polarity and any size. :func:`open_png`
-refuses empty, non-PNG, truncated, corrupt and decompression-bomb files with a
+transparency, 16-bit grey, 1-bit), with either polarity and any size. :func:`open_image`
+refuses empty, non-image, truncated, corrupt and decompression-bomb files with a
 :class:`ImageError`; :func:`pil_to_gray` turns the decoded image into float32 grey, alpha
 resolved, ink polarity as stored; :func:`read_digit` then applies the MNIST recipe
 (:mod:`mnistgap.recipe`), which decides the polarity.
@@ -15,15 +18,16 @@ import io
 import struct
 import warnings
 import zlib
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageOps
 
 from mnistgap.params import Preprocess
 from mnistgap.recipe import ImageError, preprocess_mnist, preprocess_study
 
-_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_EXIF_ORIENTATION = 0x0112
 # Reasons are shown in tables and logs, one per line; long library messages are cut.
 _MAX_REASON_CHARS = 160
 #: Decoded pixels above which a file is refused before its pixel data is decompressed.
@@ -57,17 +61,66 @@ def one_line(text: str, limit: int = _MAX_REASON_CHARS) -> str:
     return flat if len(flat) <= limit else flat[: limit - 3] + "..."
 
 
-def open_png(source: Path | bytes, max_pixels: int = MAX_PIXELS) -> Image.Image:
-    """Open, size-check and fully decode a PNG file (a path, or its bytes); return the image.
+#: Formats read (sniffed from the bytes, never from the name): Pillow's names. HEIF covers
+#: HEIC/HEIF through pillow-heif. GIF and multi-frame TIFF/WebP give their first frame.
+FORMATS = ("PNG", "JPEG", "WEBP", "BMP", "TIFF", "GIF", "HEIF")
+_HEIF_READY = False
+# Signatures that name a damaged file's format in its reason (Pillow cannot open it at all).
+_SIGNATURES = (
+    (b"\x89PNG\r\n\x1a\n", "PNG"),
+    (b"\xff\xd8\xff", "JPEG"),
+    (b"GIF8", "GIF"),
+    (b"BM", "BMP"),
+    (b"II*\x00", "TIFF"),
+    (b"MM\x00*", "TIFF"),
+)
 
-    Raises :class:`ImageError` with a one-line reason for an empty file, a file that is
-    not a PNG, a decompression bomb (more than ``max_pixels`` pixels, checked before any
-    pixel data is decoded) and a truncated or corrupt PNG.
+
+def _head(path: Path) -> bytes:
+    try:
+        with path.open("rb") as fh:
+            return fh.read(16)
+    except OSError:
+        return b""
+
+
+def _register_heif() -> None:
+    """Let Pillow open HEIC/HEIF (pillow-heif), once; without the package HEIC is refused."""
+    global _HEIF_READY
+    if _HEIF_READY:
+        return
+    _HEIF_READY = True
+    try:
+        from pillow_heif import register_heif_opener
+    except ImportError:  # pragma: no cover - declared dependency
+        return
+    register_heif_opener()
+
+
+@dataclass(frozen=True)
+class Opened:
+    """A decoded upload and how it was read: ``format`` sniffed from the bytes (Pillow's name,
+    lower case, e.g. ``png``, ``jpeg``, ``heif``) and ``rotated``: an EXIF orientation was
+    applied."""
+
+    image: Image.Image
+    format: str
+    rotated: bool
+
+
+def open_image(source: Path | bytes, max_pixels: int = MAX_PIXELS) -> Opened:
+    """Open, size-check, fully decode and EXIF-orient an image file (a path, or its bytes).
+
+    The format is sniffed from the content (a JPEG named ``.png`` is read as JPEG). Raises
+    :class:`ImageError` with a one-line reason for an empty file, a file that is not an image
+    in one of :data:`FORMATS`, a decompression bomb (more than ``max_pixels`` pixels, checked
+    on the header before any pixel data is decoded, for every format) and a truncated or
+    corrupt file.
     """
+    _register_heif()
     if isinstance(source, bytes | bytearray):
         data: bytes | None = bytes(source)
         path = Path("<upload>")
-        head = data[: len(_PNG_SIGNATURE)]
         if not data:
             raise ImageError("empty file")
     else:
@@ -75,18 +128,24 @@ def open_png(source: Path | bytes, max_pixels: int = MAX_PIXELS) -> Image.Image:
         try:
             if path.stat().st_size == 0:
                 raise ImageError("empty file")
-            with path.open("rb") as fh:
-                head = fh.read(len(_PNG_SIGNATURE))
         except OSError as err:
             raise ImageError(one_line(f"cannot read file: {err.strerror or err}")) from err
-    if head != _PNG_SIGNATURE:
-        raise ImageError("not a PNG file (bad signature)")
+    fmt = "image"
     try:
         # Pillow warns above Image.MAX_IMAGE_PIXELS and raises above twice that; make the
         # warning an error too, locally (the global limit and filters stay untouched).
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(io.BytesIO(data) if data is not None else path, formats=["PNG"]) as im:
+            try:
+                im = Image.open(io.BytesIO(data) if data is not None else path, formats=FORMATS)
+            except Image.UnidentifiedImageError as err:
+                head = data[:16] if data is not None else _head(path)
+                known = next((f for sig, f in _SIGNATURES if head.startswith(sig)), None)
+                if known is None:
+                    raise ImageError("not an image file (unknown format)") from err
+                raise ImageError(f"corrupt {known}: cannot identify image data") from err
+            with im:
+                fmt = str(im.format or "image").lower()
                 width, height = im.size
                 # Checked on the header, BEFORE load(): the pixels are never decompressed.
                 if width * height > max_pixels:
@@ -95,10 +154,14 @@ def open_png(source: Path | bytes, max_pixels: int = MAX_PIXELS) -> Image.Image:
                         "(possible decompression bomb)"
                     )
                 if width == 0 or height == 0:
-                    raise ImageError(f"corrupt PNG: empty size {width}x{height}")
+                    raise ImageError(f"corrupt {fmt.upper()}: empty size {width}x{height}")
                 im.load()
+                orientation = im.getexif().get(_EXIF_ORIENTATION, 1)
                 # A detached copy: valid after the file is closed, whatever Pillow does there.
-                return im.copy()
+                out = im.copy()
+            if orientation not in (None, 1):
+                out = ImageOps.exif_transpose(out)
+            return Opened(out, fmt, orientation not in (None, 1))
     except ImageError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
@@ -106,7 +169,12 @@ def open_png(source: Path | bytes, max_pixels: int = MAX_PIXELS) -> Image.Image:
     except _DECODE_ERRORS as err:
         # Pillow quotes the full path in some messages; the table already names the file.
         detail = (str(err) or type(err).__name__).replace(f"'{path}'", "").replace(str(path), "")
-        raise ImageError(one_line(f"corrupt PNG: {detail}")) from err
+        raise ImageError(one_line(f"corrupt {fmt.upper()}: {detail}")) from err
+
+
+def open_png(source: Path | bytes, max_pixels: int = MAX_PIXELS) -> Image.Image:
+    """The decoded, EXIF-oriented image of :func:`open_image` (any format, despite the name)."""
+    return open_image(source, max_pixels).image
 
 
 def _luminance(rgb: np.ndarray) -> np.ndarray:
@@ -186,15 +254,23 @@ def to_gray(im: Image.Image) -> np.ndarray:
 def read_digit(
     source: Path | bytes, preprocess: Preprocess = "mnist", max_pixels: int = MAX_PIXELS
 ) -> np.ndarray:
-    """One PNG (a path of any name, or its bytes) -> 28x28 ``uint8`` with the chosen recipe.
+    """One image (a path of any name, or its bytes) -> 28x28 ``uint8`` with the chosen recipe.
 
     Raises :class:`mnistgap.recipe.ImageError` with a one-line reason when it cannot be used.
     """
+    return read_digit_info(source, preprocess, max_pixels)[0]
+
+
+def read_digit_info(
+    source: Path | bytes, preprocess: Preprocess = "mnist", max_pixels: int = MAX_PIXELS
+) -> tuple[np.ndarray, Opened]:
+    """:func:`read_digit`, with how the file was read (format, EXIF rotation)."""
     if isinstance(source, Path) and not source.is_file():
         # is_file() follows symlinks and is False for FIFOs, sockets and devices, which could
         # block or be endless; a broken symlink lands here too.
         raise ImageError("is a directory" if source.is_dir() else "not a regular file")
-    im = open_png(source, max_pixels=max_pixels)
+    opened = open_image(source, max_pixels=max_pixels)
+    im = opened.image
     if preprocess == "study":
-        return preprocess_study(im)
-    return preprocess_mnist(to_gray(im))
+        return preprocess_study(im), opened
+    return preprocess_mnist(to_gray(im)), opened

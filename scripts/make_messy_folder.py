@@ -9,8 +9,8 @@ valid file is read, and the run completes without a traceback. The folder holds
 * one entry of each bad kind, named so that the reason is obvious (groups 90 and up are
   not used by the sample, so no name collides with a copied file)::
 
-    notes.txt      a text file                         7-1-99.jpg    JPEG bytes, .jpg name
-    7-90-1.png     JPEG bytes with a .png name         x-1-1.png     non-numeric digit
+    notes.txt      a text file                         7-1-99.pdf    JPEG bytes, not an image name
+    x-1-1.png      non-numeric digit
     3-a-1.png      non-numeric group                   12-1-1.png    digit outside 0-9
     4-90-1.png     empty file                          5-90-1.png    first half of a PNG
     6-90-1.png     random bytes                        8-90-1.png    decompression bomb
@@ -28,6 +28,8 @@ valid file is read, and the run completes without a traceback. The folder holds
     4-91-1.png     dark ink on white paper (RGB)
     5-91-1.png     280x280 pixels
     6-91-1.png     palette image, background index transparent, dark ink
+    7-91-1.png     JPEG bytes with a .png name (read by content)
+    8-91-1.jpg     JPEG, pixels stored rotated with an EXIF Orientation tag (6)
 
 The output is deterministic (fixed choices, seeded random bytes, no PNG metadata).
 ``OUT`` must be missing or empty.
@@ -69,15 +71,14 @@ SEED = 1234
 
 #: Each bad entry and the start of the reason prepare_class gives for it.
 BAD_ENTRIES: dict[str, str] = {
-    "notes.txt": "not a PNG file name",
-    "7-1-99.jpg": "not a PNG file name",
-    "7-90-1.png": "not a PNG file (bad signature)",
+    "notes.txt": "not an image file name",
+    "7-1-99.pdf": "not an image file name",
     "x-1-1.png": "name does not match",
     "3-a-1.png": "name does not match",
     "12-1-1.png": "digit outside 0-9",
     "4-90-1.png": "empty file",
     "5-90-1.png": "corrupt PNG",
-    "6-90-1.png": "not a PNG file (bad signature)",
+    "6-90-1.png": "not an image file (unknown format)",
     "8-90-1.png": "too large",
     "9-90-1.png": "is a directory",
     "0-90-1.png": "blank: no ink",
@@ -91,6 +92,8 @@ UNUSUAL_ENTRIES: dict[str, str] = {
     "4-91-1.png": "4-1-1.png",  # dark ink on white paper
     "5-91-1.png": "5-1-1.png",  # 280x280
     "6-91-1.png": "6-1-1.png",  # palette with transparency
+    "7-91-1.png": "7-1-1.png",  # JPEG bytes, .png name
+    "8-91-1.jpg": "8-1-1.png",  # EXIF-rotated JPEG
 }
 
 
@@ -156,6 +159,19 @@ def unusual_files(sample: Path) -> dict[str, bytes]:
     pal = Image.frombytes("P", (width, height), index.tobytes())
     pal.putpalette(palette)
     files["6-91-1.png"] = png_bytes(pal, transparency=0)
+
+    with Image.open(sample / src["7-91-1.png"]) as im:
+        buf = io.BytesIO()
+        im.convert("RGB").save(buf, format="JPEG", quality=90)
+    files["7-91-1.png"] = buf.getvalue()
+    with Image.open(sample / src["8-91-1.jpg"]) as im:
+        # Stored turned a quarter counter-clockwise; Orientation 6 says "turn it back".
+        turned = im.convert("RGB").rotate(90, expand=True)
+        exif = Image.Exif()
+        exif[0x0112] = 6
+        buf = io.BytesIO()
+        turned.save(buf, format="JPEG", quality=90, exif=exif.tobytes())
+    files["8-91-1.jpg"] = buf.getvalue()
     return files
 
 
@@ -168,8 +184,7 @@ def bad_files(sample: Path, good_png: bytes) -> dict[str, bytes | None]:
         jpeg = buf.getvalue()
     files: dict[str, bytes | None] = {
         "notes.txt": b"These are my digits, see the PNG files.\n",
-        "7-1-99.jpg": jpeg,
-        "7-90-1.png": jpeg,
+        "7-1-99.pdf": jpeg,
         "x-1-1.png": good_png,
         "3-a-1.png": good_png,
         "12-1-1.png": good_png,

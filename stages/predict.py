@@ -1,10 +1,11 @@
-"""Classify PNG files or folders with the trained checkpoint (not a DVC stage: a user command).
+"""Classify image files or folders with the trained checkpoint (a user command, not a DVC stage).
 
     python -m stages.predict PATH... [--model models/model.pt] [--json] [--preprocess mnist|study]
                                      [--tta none|rot|scale]
     mnistgap-predict PATH...            (the same, installed as a console script)
 
-Reads  the checkpoint (weights_only) and each PNG (folders: their *.png files, sorted), with
+Reads  the checkpoint (weights_only) and each image, format read from its bytes (folders: their
+files with an image extension, e.g. .png .jpg .heic, sorted), with
 the same preprocessing and test-time views as the pipeline's evaluation (params.yaml's
 class_digits.preprocess and tta by default).
 Writes to stdout one line per file: file, predicted digit, confidence (or JSON with --json).
@@ -24,6 +25,7 @@ from typing import get_args
 import numpy as np
 import torch
 
+from mnistgap.class_folder import EXTENSIONS
 from mnistgap.cli import StageError, run_stage
 from mnistgap.models import load_checkpoint
 from mnistgap.params import Params, ParamsError, Preprocess, load_params
@@ -35,11 +37,11 @@ log = logging.getLogger("stages.predict")
 
 
 def expand(paths: list[Path]) -> list[Path]:
-    """Files as given; folders replaced by their *.png entries (case-insensitive), sorted."""
+    """Files as given; folders replaced by their image entries (:data:`EXTENSIONS`), sorted."""
     out: list[Path] = []
     for p in paths:
         if p.is_dir():
-            out += sorted(c for c in p.iterdir() if c.suffix.lower() == ".png")
+            out += sorted(c for c in p.iterdir() if c.suffix.lower() in EXTENSIONS)
         else:
             out.append(p)
     return out

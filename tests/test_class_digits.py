@@ -7,6 +7,7 @@ import io
 import struct
 import zlib
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -15,7 +16,7 @@ from PIL import Image, ImageDraw
 from mnistgap import class_folder
 from mnistgap.class_folder import NAME_RE, ClassFolderError, DigitName, load_folder, parse_name
 from mnistgap.params import Filter
-from mnistgap.png import MAX_PIXELS, open_png, to_gray
+from mnistgap.png import MAX_PIXELS, open_png, read_digit, read_digit_info, to_gray
 from mnistgap.recipe import ImageError, preprocess_mnist, preprocess_study, quality_reason
 
 NO_FILTER = Filter(enabled=False)
@@ -107,10 +108,10 @@ def test_parse_name_good(name: str, expected: DigitName) -> None:
         ("-1-1-1.png", "name does not match"),
         ("3-1-1 .png", "name does not match"),
         ("\u0663-1-1.png", "name does not match"),  # Arabic-Indic 3 is not a 0-9 digit
-        ("3-1-1.jpg", "not a PNG file name"),
-        ("3-1-1.png\n", "not a PNG file name"),
-        ("README.md", "not a PNG file name"),
-        (".DS_Store", "not a PNG file name"),
+        ("3-1-1.pdf", "not an image file name"),
+        ("3-1-1.png\n", "not an image file name"),
+        ("README.md", "not an image file name"),
+        (".DS_Store", "not an image file name"),
         ("3-1-" + "9" * 30 + ".png", "member number too large"),
     ],
 )
@@ -351,12 +352,12 @@ def test_load_folder_mixed_entries_never_raises(tmp_path: Path) -> None:
 
     reasons = dict(cd_rejected)
     expected = {
-        ".DS_Store": "not a PNG file name",
+        ".DS_Store": "not an image file name",
         "12-1-1.png": "digit outside 0-9",
         "3-1-1.png": "is a directory",
         "4-1-1.png": "empty file",
-        "5-1-1.png": "not a PNG file (bad signature)",
-        "5-1-2.png": "not a PNG file (bad signature)",
+        "5-1-1.png": "corrupt JPEG",
+        "5-1-2.png": "not an image file (unknown format)",
         "6-1-1.png": "corrupt PNG: ",
         "6-1-2.png": "corrupt PNG: ",
         "7-2-1.png": "duplicate of 7-02-1.png",
@@ -364,8 +365,8 @@ def test_load_folder_mixed_entries_never_raises(tmp_path: Path) -> None:
         "8-1-2.png": "too large",
         "9-1-1.png": "blank: no ink",
         "9-1-2.png": "blank: no ink",
-        "README.md": "not a PNG file name",
-        "notes.txt": "not a PNG file name",
+        "README.md": "not an image file name",
+        "notes.txt": "not an image file name",
         "x-1-1.png": "name does not match",
     }
     assert set(reasons) == set(expected)
@@ -464,3 +465,87 @@ def test_a_large_folder_read_by_several_processes_is_the_same(
     for field in ("images", "labels", "groups", "members", "files"):
         a, b = getattr(one, field), getattr(two, field)
         assert a.dtype == b.dtype and np.array_equal(a, b), field
+
+
+# --------------------------------------------------------------------------- any image format
+_FORMATS = [("JPEG", "jpg"), ("WEBP", "webp"), ("BMP", "bmp"), ("TIFF", "tif"), ("GIF", "gif")]
+_FORMATS += [("HEIF", "heic"), ("PNG", "png")]
+
+
+def _encoded(im: Image.Image, fmt: str, **kw: Any) -> bytes:
+    buf = io.BytesIO()
+    im.save(buf, format=fmt, **kw)
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize(("fmt", "ext"), _FORMATS)
+def test_every_format_reads_like_the_png(tmp_path: Path, fmt: str, ext: str) -> None:
+    seven = Image.fromarray(draw_seven()).convert("RGB")
+    ref = read_digit(_encoded(seven, "PNG"))
+    # Content decides, not the name: the file is also given a wrong (.png) name.
+    for name in (f"7-1-1.{ext}", "7-1-2.png"):
+        (tmp_path / name).write_bytes(_encoded(seven, fmt))
+    img, opened = read_digit_info(tmp_path / "7-1-2.png")
+    assert opened.format == ("heif" if fmt == "HEIF" else fmt.lower())
+    assert not opened.rotated
+    lossy = fmt in ("JPEG", "WEBP", "HEIF")
+    assert corr(img, ref) > (0.97 if lossy else 0.9999)
+    log: list[Any] = []
+    cd, rejected = load_folder(tmp_path, "mnist", Filter(), read_log=log)
+    assert cd.files.tolist() == sorted([f"7-1-1.{ext}", "7-1-2.png"])
+    assert [r.format for r in log] == [opened.format] * 2 and rejected == []
+
+
+@pytest.mark.parametrize(("fmt", "ext"), _FORMATS)
+def test_size_guard_holds_for_every_format(tmp_path: Path, fmt: str, ext: str) -> None:
+    path = tmp_path / f"7-1-1.{ext}"
+    path.write_bytes(_encoded(Image.new("RGB", (40, 30), (255, 255, 255)), fmt))
+    with pytest.raises(ImageError, match=r"too large: 40x30 pixels > limit 1000"):
+        read_digit(path, max_pixels=1000)
+
+
+def test_large_jpeg_refused_before_decoding(tmp_path: Path) -> None:
+    path = tmp_path / "7-1-1.jpg"
+    path.write_bytes(_encoded(Image.new("L", (2100, 2000), 255), "JPEG", quality=10))
+    _, rejected = _load_rejected(tmp_path)
+    assert rejected == [
+        ("7-1-1.jpg", "too large: 2100x2000 pixels > limit 4000000 (possible decompression bomb)")
+    ]
+
+
+def _load_rejected(folder: Path) -> tuple[Any, list[tuple[str, str]]]:
+    try:
+        return load_folder(folder, "mnist", Filter())
+    except ClassFolderError as err:
+        return None, err.rejected
+
+
+def test_exif_orientation_applied(tmp_path: Path) -> None:
+    seven = Image.fromarray(draw_seven()).convert("RGB")
+    upright = read_digit(_encoded(seven, "JPEG", quality=95))
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90 clockwise to view"
+    stored = seven.rotate(90, expand=True)  # so the pixels are stored a quarter turn CCW
+    img, opened = read_digit_info(_encoded(stored, "JPEG", quality=95, exif=exif.tobytes()))
+    assert opened.rotated and opened.format == "jpeg"
+    assert corr(img, upright) > 0.97
+    # Without the tag the same pixels read as a different (turned) picture.
+    assert corr(read_digit(_encoded(stored, "JPEG", quality=95)), upright) < 0.8
+
+
+def test_same_digit_in_two_formats_is_a_duplicate(tmp_path: Path) -> None:
+    seven = Image.fromarray(draw_seven()).convert("RGB")
+    (tmp_path / "7-1-1.png").write_bytes(_encoded(seven, "PNG"))
+    (tmp_path / "7-1-1.jpg").write_bytes(_encoded(seven, "JPEG"))
+    cd, rejected = load_folder(tmp_path, "mnist", Filter())
+    assert cd.files.tolist() == ["7-1-1.jpg"]
+    assert rejected == [("7-1-1.png", "duplicate of 7-1-1.jpg (same digit-group-member)")]
+
+
+def test_gif_first_frame_and_unknown_bytes(tmp_path: Path) -> None:
+    seven = Image.fromarray(draw_seven()).convert("RGB")
+    blank = Image.new("RGB", seven.size, (0, 0, 0))
+    gif = _encoded(seven, "GIF", save_all=True, append_images=[blank])
+    assert corr(read_digit(gif), read_digit(_encoded(seven, "PNG"))) > 0.99
+    with pytest.raises(ImageError, match=r"^not an image file \(unknown format\)$"):
+        read_digit(b"%PDF-1.4 a document, not a picture")

@@ -50,15 +50,14 @@ EPOCH_2 = rf"\bepoch\s+2/{KILLED_EPOCHS}\b"
 
 # Every bad entry of the messy folder and the start of the reason it must be rejected with.
 BAD_REASONS = {
-    "notes.txt": "not a PNG file name",
-    "7-1-99.jpg": "not a PNG file name",
-    "7-90-1.png": "not a PNG file (bad signature)",  # JPEG bytes, .png name
+    "notes.txt": "not an image file name",
+    "7-1-99.pdf": "not an image file name",  # JPEG bytes, not an image's name
     "x-1-1.png": "name does not match",
     "3-a-1.png": "name does not match",
     "12-1-1.png": "digit outside 0-9",
     "4-90-1.png": "empty file",
     "5-90-1.png": "corrupt PNG",  # truncated
-    "6-90-1.png": "not a PNG file (bad signature)",  # random bytes
+    "6-90-1.png": "not an image file (unknown format)",  # random bytes
     "8-90-1.png": "too large",  # decompression bomb
     "9-90-1.png": "is a directory",
     "0-90-1.png": "blank: no ink",
@@ -71,6 +70,8 @@ UNUSUAL_SOURCES = {
     "4-91-1.png": "4-1-1.png",  # dark ink on white paper
     "5-91-1.png": "5-1-1.png",  # 280x280
     "6-91-1.png": "6-1-1.png",  # palette with transparency
+    "7-91-1.png": "7-1-1.png",  # JPEG bytes, .png name: read by content
+    "8-91-1.jpg": "8-1-1.png",  # JPEG stored rotated with an EXIF Orientation tag
 }
 N_GOOD = 40
 

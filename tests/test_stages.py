@@ -49,10 +49,10 @@ REPO = Path(__file__).resolve().parents[1]
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 FLAGGED_FILE = "0-1-1.png"  # the one class digit the hand-written leakage report flags
 BAD_ENTRIES = {
-    "notes.txt": "not a PNG file name",
+    "notes.txt": "not an image file name",
     "x-1-1.png": "name does not match",
     "7-2-2.png": "blank",  # a black image: no ink
-    "8-3-2.png": "not a PNG file",  # text with a .png name
+    "8-3-2.png": "not an image file",  # text with a .png name
 }
 
 
@@ -272,6 +272,9 @@ def test_prepare_class_cache_and_rejected(pipeline: Pipeline) -> None:
     assert set(rejected) == set(BAD_ENTRIES)
     for name, reason in BAD_ENTRIES.items():
         assert reason in rejected[name], (name, rejected[name])
+    read = pipeline.csv("reports/class/read.csv")
+    assert [row["file"] for row in read] == pipeline.class_files
+    assert {(row["format"], row["rotated"]) for row in read} == {("png", "0")}
 
 
 # --------------------------------------------------------------------------- train
@@ -606,7 +609,7 @@ def test_prepare_class_without_usable_images_still_lists_rejects(
     assert text.splitlines() == [
         "file,reason",
         "3-1-1.png,empty file",
-        "readme.md,not a PNG file name (expected <digit>-<group>-<member>.png)",
+        "readme.md,not an image file name (expected <digit>-<group>-<member>.<image extension>)",
     ]
     assert not (tmp_path / "digits.npz").exists()
 

@@ -33,7 +33,7 @@ __all__ = [
 ]
 
 #: Raised by :func:`read_digit`; ``str(err)`` is the loader's one-line reason
-#: (e.g. ``"blank: no ink"``, ``"not a PNG file (bad signature)"``, ``"filter: ..."``).
+#: (e.g. ``"blank: no ink"``, ``"not an image file (unknown format)"``, ``"filter: ..."``).
 ImageRejected = ImageError
 
 

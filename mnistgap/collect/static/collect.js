@@ -8,7 +8,8 @@ const ctx = pad.getContext("2d");
 const PEN_WIDTH = 18; // canvas pixels on a 280-pixel box: a felt-tip pen
 const INK = "#111";
 const PAPER = "#fff";
-const NAME_RE = /^(\d)-(\d+)-(\d+)\.png$/i; // the loader's <digit>-<group>-<member>.png
+// the loader's <digit>-<group>-<member>.<image extension> (mnistgap.class_folder.NAME_RE)
+const NAME_RE = /^(\d)-(\d+)-(\d+)\.(png|jpe?g|webp|bmp|tiff?|gif|heic|heif)$/i;
 
 let strokes = []; // each stroke: [[x, y], ...] in canvas pixels
 let current = null; // the stroke being drawn
@@ -339,10 +340,12 @@ async function uploadFiles(files) {
   await refreshProgress();
 }
 
-$("files").addEventListener("change", async (ev) => {
-  await uploadFiles([...ev.target.files]);
-  ev.target.value = "";
-});
+for (const id of ["files", "camera"]) {
+  $(id).addEventListener("change", async (ev) => {
+    await uploadFiles([...ev.target.files]);
+    ev.target.value = "";
+  });
+}
 const drop = $("drop");
 drop.addEventListener("dragover", (ev) => {
   ev.preventDefault();
