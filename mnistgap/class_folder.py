@@ -54,11 +54,12 @@ class ClassFolderError(RuntimeError):
 @dataclass(frozen=True)
 class ReadInfo:
     """How one kept file was read: ``format`` sniffed from its bytes (``png``, ``jpeg``, ...),
-    ``rotated`` (an EXIF orientation applied)."""
+    ``rotated`` (an EXIF orientation applied), ``photo`` (paper background removed)."""
 
     file: str
     format: str
     rotated: bool
+    photo: bool = False
 
 
 @dataclass(frozen=True)
@@ -127,7 +128,7 @@ def _load_entry(
     reason = quality_reason(img, filter_cfg)
     if reason is not None:
         raise ImageError(reason)
-    return name, img, ReadInfo(entry.name, opened.format, opened.rotated)
+    return name, img, ReadInfo(entry.name, opened.format, opened.rotated, opened.photo)
 
 
 Outcome = tuple[DigitName, np.ndarray, ReadInfo] | str  # a digit, or why the entry is not used

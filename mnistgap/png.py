@@ -18,13 +18,14 @@ import io
 import struct
 import warnings
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageOps
 
 from mnistgap.params import Preprocess
+from mnistgap.photo import paper_ink
 from mnistgap.recipe import ImageError, preprocess_mnist, preprocess_study
 
 _EXIF_ORIENTATION = 0x0112
@@ -106,6 +107,8 @@ class Opened:
     image: Image.Image
     format: str
     rotated: bool
+    #: Read as a photo of paper (background removed, :mod:`mnistgap.photo`).
+    photo: bool = False
 
 
 def open_image(source: Path | bytes, max_pixels: int = MAX_PIXELS) -> Opened:
@@ -273,4 +276,12 @@ def read_digit_info(
     im = opened.image
     if preprocess == "study":
         return preprocess_study(im), opened
-    return preprocess_mnist(to_gray(im)), opened
+    gray = to_gray(im)
+    ink = None
+    # Photos are opaque colour or grey images; alpha and 16-bit files are drawings.
+    if im.mode in ("RGB", "L", "P", "YCbCr", "CMYK") and "transparency" not in im.info:
+        ink = paper_ink(np.asarray(im.convert("RGB"), dtype=np.float32) / 255.0)
+    if ink is not None:
+        opened = replace(opened, photo=True)
+        return preprocess_mnist(ink), opened
+    return preprocess_mnist(gray), opened

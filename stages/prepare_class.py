@@ -5,8 +5,8 @@ Reads  every entry of the folder given by --dir (dvc.yaml passes ${class_digits.
 sniffed from the bytes.
 Writes data/class/digits.npz (uint8 28x28 images with digit, group, member and file name),
 reports/class/rejected.csv (file,reason for every entry that was not used),
-reports/class/read.csv (file,format,rotated for every kept file: the format sniffed from its
-bytes, and whether an EXIF orientation was applied) and
+reports/class/read.csv (file,format,rotated,photo for every kept file: the format sniffed from
+its bytes, whether an EXIF orientation was applied, whether it was read as a photo of paper) and
 reports/class/folder.json (the folder as given and named by its content: {dir, digest,
 files}; seed-spread records are matched by the digest, wherever the folder lies).
 A missing folder, or one without a single usable image, fails with one line.
@@ -57,8 +57,8 @@ def main(argv: list[str] | None = None) -> None:
     atomic.write_csv(args.rejected, ["file", "reason"], rejected)
     atomic.write_csv(
         read_csv,
-        ["file", "format", "rotated"],
-        [(r.file, r.format, int(r.rotated)) for r in read_log],
+        ["file", "format", "rotated", "photo"],
+        [(r.file, r.format, int(r.rotated), int(r.photo)) for r in read_log],
     )
     files = sum(1 for e in args.dir.iterdir() if e.is_file())
     atomic.write_json(

@@ -549,3 +549,34 @@ def test_gif_first_frame_and_unknown_bytes(tmp_path: Path) -> None:
     assert corr(read_digit(gif), read_digit(_encoded(seven, "PNG"))) > 0.99
     with pytest.raises(ImageError, match=r"^not an image file \(unknown format\)$"):
         read_digit(b"%PDF-1.4 a document, not a picture")
+
+
+# --------------------------------------------------------------------------- photos of paper
+def _paper_photo(ink_rgb: tuple[float, float, float], side: int = 400) -> bytes:
+    """draw_seven as a JPEG photo: ink on cream paper with a light gradient, noise, q=70."""
+    rng = np.random.default_rng(7)
+    seven = Image.fromarray(draw_seven()).resize((side, side), Image.Resampling.BICUBIC)
+    ink = np.asarray(seven, dtype=np.float32)[..., None] / 255.0
+    y, x = np.mgrid[0:side, 0:side] / side
+    light = (0.95 - 0.35 * x - 0.15 * y)[..., None]
+    paper = light * np.array([0.97, 0.95, 0.9])
+    img = paper * (1 - ink) + light * np.array(ink_rgb) * ink + rng.normal(0, 0.02, paper.shape)
+    return _encoded(
+        Image.fromarray(np.clip(img * 255, 0, 255).astype(np.uint8)), "JPEG", quality=70
+    )
+
+
+@pytest.mark.parametrize("ink", [(0.1, 0.1, 0.15), (0.1, 0.2, 0.7)], ids=["black", "blue"])
+def test_photo_of_paper_gets_its_background_removed(ink: tuple[float, float, float]) -> None:
+    photo = _paper_photo(ink)
+    with pytest.raises(ImageError, match="blank: no ink"):  # the plain recipe sees no digit
+        preprocess_mnist(to_gray(open_png(photo)))
+    img, opened = read_digit_info(photo)
+    assert opened.photo and opened.format == "jpeg"
+    assert corr(img, read_digit(_encoded(Image.fromarray(draw_seven()), "PNG"))) > 0.95
+
+
+def test_clean_drawing_on_white_is_not_taken_for_a_photo() -> None:
+    dark_on_white = Image.fromarray(255 - draw_seven(scale=10)).convert("RGB")
+    _, opened = read_digit_info(_encoded(dark_on_white, "PNG"))
+    assert not opened.photo

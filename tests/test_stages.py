@@ -274,7 +274,7 @@ def test_prepare_class_cache_and_rejected(pipeline: Pipeline) -> None:
         assert reason in rejected[name], (name, rejected[name])
     read = pipeline.csv("reports/class/read.csv")
     assert [row["file"] for row in read] == pipeline.class_files
-    assert {(row["format"], row["rotated"]) for row in read} == {("png", "0")}
+    assert {(row["format"], row["rotated"], row["photo"]) for row in read} == {("png", "0", "0")}
 
 
 # --------------------------------------------------------------------------- train
