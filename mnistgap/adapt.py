@@ -112,6 +112,10 @@ def _fine_tune_one(
         draw = torch.Generator().manual_seed(seed)  # which digits
         aug_gen = torch.Generator(device=device).manual_seed(seed + 1)
         net.to(device).train()
+        if cfg.freeze_norm:  # BatchNorm normalises with MNIST's statistics, as it reads
+            for m in net.modules():
+                if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                    m.eval()
         step = make_step(net, resolve_precision(recipe.precision, device), recipe.label_smoothing)
         opt = torch.optim.Adam(step.parameters, lr=cfg.lr, fused=True)
         sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(recipe.lr_schedule, cfg.steps))

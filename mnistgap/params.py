@@ -231,6 +231,11 @@ class Adapt(Section):
     class_frac: float = Field(
         0.5, gt=0, lt=1, description="... this fraction of them class digits, the rest MNIST"
     )
+    freeze_norm: bool = Field(
+        True,
+        description="keep BatchNorm's running statistics (MNIST's) while fine-tuning; false = "
+        "update them from the mixed batches",
+    )
     curve: Annotated[list[Annotated[int, Field(ge=1)]], Field(max_length=10)] = Field(
         [1, 2, 4],
         description="learning curve: numbers of other groups to adapt on (besides 0 and all)",
