@@ -223,7 +223,7 @@ class Adapt(Section):
         le=100,
         description="folds over groups, balanced by digit count (fewer groups: one per group)",
     )
-    steps: int = Field(300, ge=1, le=100_000, description="Adam steps of each fine-tuning")
+    steps: int = Field(500, ge=1, le=100_000, description="Adam steps of each fine-tuning")
     lr: float = Field(
         5.0e-4, gt=0, le=1, description="their learning rate (decayed as lr_schedule says)"
     )
