@@ -187,12 +187,24 @@ def flag_reasons(
     return reason
 
 
+def reference_matrix(mnist_images: torch.Tensor | np.ndarray) -> torch.Tensor:
+    """The MNIST side of :func:`find_leaks`, normalised: (N, 784) float32.
+
+    Normalising MNIST's 60,000 training images takes most of a search for a few digits; a
+    caller that checks digits again and again (the collect page's teacher view) computes this
+    once and passes it as ``find_leaks(..., reference=...)``.
+    """
+    return renormalize_batch(mnist_images).reshape(len(mnist_images), -1)
+
+
 def find_leaks(
     class_images: torch.Tensor | np.ndarray,
     mnist_images: torch.Tensor | np.ndarray,
     mnist_labels: torch.Tensor | np.ndarray,
     threshold: float,
     ratio_threshold: float,
+    *,
+    reference: torch.Tensor | None = None,
 ) -> LeakageResult:
     """Match every class digit to its two nearest MNIST training images and flag near-copies.
 
@@ -202,8 +214,8 @@ def find_leaks(
     degraded by e.g. binarisation is no longer close in absolute terms, but still much closer
     to its own original than to any other training image, which genuine handwriting is not).
     ``ratio_threshold`` = 0 switches the ratio criterion off. Images are (N, 28, 28) uint8 or
-    float; both sides go through :func:`mnistgap.recipe.renormalize_batch` first. Needs >= 2
-    training images.
+    float; both sides go through :func:`mnistgap.recipe.renormalize_batch` first (``reference``:
+    :func:`reference_matrix` of ``mnist_images``, computed earlier). Needs >= 2 training images.
     """
     if not threshold >= 0:
         raise ValueError(f"threshold must be >= 0, got {threshold}")
@@ -212,7 +224,12 @@ def find_leaks(
     labels = np.asarray(mnist_labels).astype(np.int64)
     if labels.ndim != 1 or len(labels) != len(mnist_images):
         raise ValueError(f"mnist_labels must be ({len(mnist_images)},), got shape {labels.shape}")
-    reference = renormalize_batch(mnist_images).reshape(len(mnist_images), -1)
+    if reference is None:
+        reference = reference_matrix(mnist_images)
+    elif reference.shape != (len(mnist_images), 28 * 28):
+        raise ValueError(
+            f"reference must be ({len(mnist_images)}, 784), got {tuple(reference.shape)}"
+        )
     # The class digits are normalised and searched a block at a time (a multiple of the
     # search's own chunk, so every matmul is the same as in one call): memory stays bounded
     # by the block whatever the number of class digits, apart from the uint8 input.

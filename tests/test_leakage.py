@@ -459,3 +459,19 @@ def test_read_flags_bad_value(tmp_path: Path) -> None:
     _write_report(tmp_path / "l.csv", ["0-1-1.png"], [2])
     with pytest.raises(ValueError, match="0 or 1"):
         read_flags(tmp_path / "l.csv", ["0-1-1.png"])
+
+
+def test_a_precomputed_reference_gives_the_same_result() -> None:
+    from mnistgap.leakage import reference_matrix
+
+    rng = np.random.default_rng(3)
+    mnist = rng.integers(0, 256, (50, 28, 28), dtype=np.uint8)
+    labels = rng.integers(0, 10, 50)
+    queries = np.concatenate([mnist[:3], rng.integers(0, 256, (4, 28, 28), dtype=np.uint8)])
+    plain = find_leaks(queries, mnist, labels, 0.02, 0.62)
+    reused = find_leaks(queries, mnist, labels, 0.02, 0.62, reference=reference_matrix(mnist))
+    assert plain.flagged[:3].all()
+    for field in ("distance", "index", "ratio", "flagged", "reason"):
+        assert np.array_equal(getattr(plain, field), getattr(reused, field)), field
+    with pytest.raises(ValueError, match="reference must be"):
+        find_leaks(queries, mnist, labels, 0.02, 0.62, reference=reference_matrix(mnist[:10]))

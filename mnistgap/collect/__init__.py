@@ -7,6 +7,8 @@ so ``DIR`` can be used as ``class_digits.dir`` as it is.
 
 Modules: ``loader`` (the only place that imports the class-digit loader), ``store`` (atomic,
 no-clobber writes), ``upload`` (a size-capped multipart reader), ``app`` (the FastAPI app
-factory), ``cli`` (the console command), ``server`` (run the command in the background, for
-tests, demos and benchmarks) and ``synthetic`` (stroke-drawn digits for the same).
+factory), ``classroom`` (class mode: the class code, member tokens, limits), ``teacher`` (the
+teacher view's progress, leakage flags and QR code), ``cli`` (the console command), ``server``
+(run the command in the background, for tests, demos and benchmarks) and ``synthetic``
+(stroke-drawn digits for the same).
 """

@@ -18,7 +18,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 HOST = "127.0.0.1"
@@ -31,14 +31,17 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def wait_ready(url: str, proc: subprocess.Popen, timeout_s: float) -> dict:
+def wait_ready(
+    url: str, proc: subprocess.Popen, timeout_s: float, headers: Mapping[str, str] | None = None
+) -> dict:
     """Poll ``url/api/info`` until it answers; raise if the process exits or time runs out."""
     deadline = time.monotonic() + timeout_s
+    request = urllib.request.Request(url + "/api/info", headers=dict(headers or {}))
     while True:
         if proc.poll() is not None:
             raise RuntimeError(f"mnistgap-collect exited with status {proc.returncode}")
         try:
-            with urllib.request.urlopen(url + "/api/info", timeout=2) as resp:
+            with urllib.request.urlopen(request, timeout=2) as resp:
                 return json.load(resp)
         except (urllib.error.URLError, ConnectionError, TimeoutError):
             if time.monotonic() > deadline:
@@ -55,8 +58,14 @@ def running_server(
     port: int | None = None,
     log_file: Path | None = None,
     timeout_s: float = 60.0,
+    class_code: str | None = None,
+    extra_args: Sequence[str] = (),
 ) -> Iterator[str]:
-    """Start ``mnistgap-collect --dir folder`` on 127.0.0.1; yield its base URL."""
+    """Start ``mnistgap-collect --dir folder`` on 127.0.0.1; yield its base URL.
+
+    ``class_code`` starts it in class mode; ``extra_args`` go on its command line as they are
+    (e.g. ``["--teacher-key", KEY, "--predict-limit", "100/second"]``).
+    """
     port = port or free_port()
     cmd = [sys.executable, "-m", "mnistgap.collect.cli", "--dir", str(folder)]
     cmd += ["--host", HOST, "--port", str(port)]
@@ -64,13 +73,16 @@ def running_server(
         cmd += ["--model", str(model)]
     if params is not None:
         cmd += ["--params", str(params)]
+    if class_code is not None:
+        cmd += ["--class-code", class_code]
+    cmd += list(extra_args)
     url = f"http://{HOST}:{port}"
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     with contextlib.ExitStack() as stack:
         out = stack.enter_context(log_file.open("ab")) if log_file else subprocess.DEVNULL
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env)
         try:
-            wait_ready(url, proc, timeout_s)
+            wait_ready(url, proc, timeout_s, {"X-Class-Code": class_code} if class_code else None)
             yield url
         finally:
             proc.terminate()

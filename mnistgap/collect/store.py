@@ -105,3 +105,14 @@ def remove_stale_temps(folder: Path, older_than_s: float = STALE_AFTER_S) -> lis
                 path.unlink()
                 removed.append(path)
     return removed
+
+
+def folder_bytes(folder: Path) -> int:
+    """Total size of the regular files directly in ``folder`` (what a size cap counts)."""
+    total = 0
+    with os.scandir(folder) as entries:
+        for entry in entries:
+            with contextlib.suppress(FileNotFoundError):
+                if entry.is_file(follow_symlinks=False):
+                    total += entry.stat(follow_symlinks=False).st_size
+    return total

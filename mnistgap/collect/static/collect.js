@@ -16,6 +16,11 @@ let target = 0; // the digit asked for
 let saved = new Map(); // digit -> file name, for the current group and member
 let liveTimer = null;
 let liveSeq = 0;
+// Class mode: the class code (asked once, kept for this tab) and each member's token (kept in
+// this browser, so that a reload can still save and replace that member's digits).
+const CODE_KEY = "mnistgap-class-code";
+let classCode = sessionStorage.getItem(CODE_KEY);
+const tokenKey = (w) => `mnistgap-member-token:${w.group}:${w.member}`;
 
 // ---------------------------------------------------------------- drawing
 function redraw() {
@@ -99,10 +104,12 @@ document.addEventListener("keydown", (ev) => {
 const canvasBlob = () => new Promise((resolve) => pad.toBlob(resolve, "image/png"));
 
 // ---------------------------------------------------------------- API helpers
-async function api(path, options) {
+async function api(path, options = {}) {
+  const headers = new Headers(options.headers || {});
+  if (classCode) headers.set("X-Class-Code", classCode);
   let resp;
   try {
-    resp = await fetch(path, options);
+    resp = await fetch(path, { ...options, headers });
   } catch (err) {
     return {
       ok: false,
@@ -116,6 +123,7 @@ async function api(path, options) {
   } catch (err) {
     body = { error: `unexpected answer (HTTP ${resp.status})` };
   }
+  if (resp.status === 401 && body.class_code_required) askForCode(body.error);
   return { ok: resp.ok, status: resp.status, body };
 }
 
@@ -248,7 +256,14 @@ async function postDigit(blob, filename, digit, w) {
   form.append("member", w.member);
   form.append("replace", $("replace").checked ? "true" : "false");
   form.append("image", blob, filename);
-  return api("/api/digits", { method: "POST", body: form });
+  const token = localStorage.getItem(tokenKey(w));
+  const r = await api("/api/digits", {
+    method: "POST",
+    body: form,
+    headers: token ? { "X-Member-Token": token } : {},
+  });
+  if (r.ok && r.body.member_token) localStorage.setItem(tokenKey(w), r.body.member_token);
+  return r;
 }
 
 function readingText(body) {
@@ -340,15 +355,39 @@ drop.addEventListener("drop", async (ev) => {
   await uploadFiles([...ev.dataTransfer.files]);
 });
 
+// ---------------------------------------------------------------- class code
+function askForCode(message) {
+  classCode = null;
+  sessionStorage.removeItem(CODE_KEY);
+  $("join").hidden = false;
+  $("join-error").textContent = message || "";
+  $("model-status").textContent = "Enter the class code your teacher gave you.";
+  $("class-code").focus();
+}
+
+$("join").addEventListener("submit", async (ev) => {
+  ev.preventDefault();
+  const typed = $("class-code").value.trim();
+  if (!typed) return;
+  classCode = typed;
+  sessionStorage.setItem(CODE_KEY, typed);
+  $("join").hidden = true;
+  $("join-error").textContent = "";
+  await start();
+});
+
 // ---------------------------------------------------------------- start
-(async function start() {
-  redraw();
-  setTarget(0);
+async function start() {
   const r = await api("/api/info");
   const status = $("model-status");
+  if (r.status === 401) return; // askForCode() has asked
   if (!r.ok) status.textContent = "The server does not answer.";
   else if (r.body.model)
     status.textContent = `Model: ${r.body.model} · preprocessing “${r.body.preprocess}”`;
   else status.textContent = `No model reading: ${r.body.note}`;
   await refreshProgress();
-})();
+}
+
+redraw();
+setTarget(0);
+start();
