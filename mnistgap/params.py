@@ -205,6 +205,49 @@ class Leakage(Section):
     )
 
 
+class Adapt(Section):
+    """adaptation to the class (stage adapt): the trained model fine-tuned on the class's own digits
+
+    Folds over groups: each fold's model starts from models/model.pt and is fine-tuned on the
+    other folds' class digits mixed with MNIST training digits (so that MNIST is not
+    forgotten), with the training augmentation, loss and precision; it reads only its own
+    fold's groups, whose writers it never saw. models/adapted.pt is fine-tuned the same way
+    on every group. Stage adapt_curve repeats the folds with fewer groups for the learning
+    curve.
+    """
+
+    enabled: bool = Field(True, description="false = no adaptation (its reports say so)")
+    folds: int = Field(
+        5,
+        ge=2,
+        le=100,
+        description="folds over groups, balanced by digit count (fewer groups: one per group)",
+    )
+    steps: int = Field(500, ge=1, le=100_000, description="Adam steps of each fine-tuning")
+    lr: float = Field(
+        5.0e-4, gt=0, le=1, description="their learning rate (decayed as lr_schedule says)"
+    )
+    batch_size: int = Field(128, ge=2, le=8192, description="images per step ...")
+    class_frac: float = Field(
+        0.5, gt=0, lt=1, description="... this fraction of them class digits, the rest MNIST"
+    )
+    freeze_norm: bool = Field(
+        True,
+        description="keep BatchNorm's running statistics (MNIST's) while fine-tuning; false = "
+        "update them from the mixed batches",
+    )
+    curve: Annotated[list[Annotated[int, Field(ge=1)]], Field(max_length=10)] = Field(
+        [1, 2, 4],
+        description="learning curve: numbers of other groups to adapt on (besides 0 and all)",
+    )
+
+    @model_validator(mode="after")
+    def _increasing(self) -> Self:
+        if list(self.curve) != sorted(set(self.curve)):
+            raise ValueError("'adapt.curve' must be increasing numbers of groups")
+        return self
+
+
 #: The independent digit sets mnistgap/external.py can read (tests check the two agree).
 ExternalSetName = Literal["usps", "semeion"]
 #: The test-time views mnistgap/tta.py defines (tests check the two agree).
@@ -323,6 +366,7 @@ class Params(TrainParams, ModelParams):
     )
     filter: Filter = Filter()
     leakage: Leakage = Leakage()
+    adapt: Adapt = Adapt()
 
     @model_validator(mode="after")
     def _unique_sets(self) -> Self:
@@ -355,6 +399,7 @@ LAYOUT: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("class digits", ("class_digits", "filter")),
     ("independent sets", ("external",)),
     ("leakage check", ("leakage",)),
+    ("adaptation to the class", ("adapt",)),
 )
 #: The top-level keys in the file's order.
 TOP_LEVEL_KEYS = tuple(key for _, keys in LAYOUT for key in keys)

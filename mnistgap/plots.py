@@ -209,3 +209,30 @@ def gallery_figure(
         ax.text(cols * cell_w / 2, cell_h / 2, "none", ha="center", va="center")
     fig.suptitle(title, fontsize=10, y=1.0 - 0.08 / (grid_h + 0.4))
     _save(path, fig)
+
+
+def curve_figure(path: str | Path, points: Sequence[Mapping[str, float]], title: str) -> None:
+    """Accuracy on held-out groups (with 95% intervals) against the number of other groups
+    adapted on (0 = the MNIST-only model)."""
+    fig, ax = plt.subplots(figsize=(6, 4))
+    x = np.array([p["groups"] for p in points], dtype=float)
+    acc = np.array([p["accuracy"] for p in points], dtype=float)
+    low = acc - np.array([p["ci_low"] for p in points], dtype=float)
+    high = np.array([p["ci_high"] for p in points], dtype=float) - acc
+    ax.errorbar(x, 100 * acc, yerr=100 * np.stack([low, high]), marker="o", capsize=3)
+    for p in points:
+        ax.annotate(
+            f"{100 * p['accuracy']:.1f}%",
+            (p["groups"], 100 * p["accuracy"]),
+            textcoords="offset points",
+            xytext=(6, -12),
+            ha="left",
+            fontsize=8,
+        )
+    ax.set(
+        xlabel="other groups adapted on (0 = MNIST only)",
+        ylabel="accuracy on held-out groups (%)",
+        title=title,
+    )
+    ax.grid(alpha=0.3)
+    _save(path, fig)

@@ -69,6 +69,13 @@ class ReportInputs:
     members: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     #: class/folder.json: the class folder as given and its content digest.
     folder: Mapping[str, Any] = field(default_factory=dict)
+    #: adapt/metrics.json: the out-of-fold reading adapted to the class, or {adapted: false,
+    #: reason}; empty: no adapt stage ran.
+    adapt: Mapping[str, Any] = field(default_factory=dict)
+    #: adapt/groups.csv: {id: {n, fold, mnist_only_accuracy, accuracy, ci_low, ci_high}}
+    adapt_groups: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    #: adapt/curve.csv: [{groups, digits, accuracy, ci_low, ci_high, n}]
+    curve: Sequence[Mapping[str, Any]] = ()
 
 
 def _pct(x: float | None) -> str:
@@ -167,6 +174,15 @@ def preset_settings(record: Mapping[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in ours.items() if k not in skip and base.get(k) != v}
 
 
+#: How the report names the readings of the model adapted to the class.
+ADAPTED = "adapted to this class (out-of-fold)"
+
+
+def adapted(r: ReportInputs) -> bool:
+    """Whether stage adapt adapted the model (its metrics hold an out-of-fold accuracy)."""
+    return r.adapt.get("accuracy") is not None
+
+
 def _spread_cell(record: Mapping[str, Any] | None, metric: str) -> str:
     values = [r[metric] for r in record["runs"] if r.get(metric) is not None] if record else []
     if not values:
@@ -224,6 +240,30 @@ def _cross_dataset(r: ReportInputs, params: Params, same_collection: bool) -> li
             "—",
         ],
     ]
+    if adapted(r):
+        a, awf = r.adapt, r.adapt.get("without_flagged", {})
+        rows[2:2] = [
+            [
+                f"{folder}, **{ADAPTED}**",
+                f"{a['n']:,}",
+                f"{len(g)} groups",
+                f"{_pct(a['accuracy'])} [{_ci(a)}]",
+                _num(a["loss"]),
+                _spread_cell(record, "adapted"),
+                "—",
+            ]
+        ]
+        rows.append(
+            [
+                f"{folder}, without MNIST look-alikes, **{ADAPTED}**",
+                f"{awf.get('n', 0):,}",
+                f"{len(g)} groups",
+                f"{_pct(awf.get('accuracy'))} [{_ci(awf)}]",
+                "—",
+                "—",
+                "—",
+            ]
+        )
     for name, m in r.external.items():
         s = SETS[name]
         rows.append(
@@ -351,11 +391,17 @@ def _flow(value: Any) -> str:
     return str(value)
 
 
-def _groups_section(g: Mapping[str, Mapping[str, Any]], summary: Mapping[str, Any]) -> list[str]:
+def _groups_section(
+    g: Mapping[str, Mapping[str, Any]],
+    summary: Mapping[str, Any],
+    adapt_groups: Mapping[str, Mapping[str, Any]] | None = None,
+) -> list[str]:
+    ag = adapt_groups or {}
+
     def row(gid: str) -> list[str]:
         b = g[gid]
         wf = b.get("without_flagged", {})
-        return [
+        cells = [
             gid,
             _pct(b["accuracy"]),
             _ci(b),
@@ -363,8 +409,14 @@ def _groups_section(g: Mapping[str, Mapping[str, Any]], summary: Mapping[str, An
             str(b["n"]),
             f"{_pct(wf.get('accuracy'))} ({wf.get('n', 0)})",
         ]
+        if ag:
+            a = ag.get(gid, {})
+            cells.append(f"{_pct(a.get('accuracy'))} [{_ci(a)}]")
+        return cells
 
     header = ["group", "accuracy", "95% interval", "loss", "n", "without look-alikes (n)"]
+    if ag:
+        header.append(f"{ADAPTED} [95% interval]")
     sizes = sorted({b["n"] for b in g.values()})
     size = f"{sizes[0]}" if len(sizes) == 1 else f"{sizes[0]}–{sizes[-1]}"
     width = statistics.median(b["ci_high"] - b["ci_low"] for b in g.values())
@@ -489,7 +541,8 @@ def render_report(r: ReportInputs, params: Params) -> str:
     out.append("\n![class confusion matrix](class/confusion.png)\n")
     out.append("![misclassified class digits](class/misclassified.png)\n")
 
-    out += _groups_section(g, r.group_spread)
+    out += _groups_section(g, r.group_spread, r.adapt_groups if adapted(r) else None)
+    out += _adapt_section(r)
 
     if r.external:
         out.append("## Independent sets\n")
@@ -550,3 +603,65 @@ def render_report(r: ReportInputs, params: Params) -> str:
         "```yaml\n" + yaml.safe_dump(as_file_dict(params), sort_keys=False).rstrip() + "\n```\n"
     )
     return "\n".join(out)
+
+
+def _adapt_section(r: ReportInputs) -> list[str]:
+    """What the class's own digits close: the trained model fine-tuned on other groups' digits
+    (stage adapt), read on the groups it never saw, beside the MNIST-only model."""
+    if not r.adapt:
+        return []
+    out = ["## Adapted to this class\n"]
+    if not adapted(r):
+        out.append(f"Not adapted: {r.adapt.get('reason', 'no reason recorded')}.\n")
+        return out
+    a = r.adapt
+    wf = a.get("without_flagged", {})
+    out.append(
+        "Every row above labelled *adapted* reads each class digit with the trained model "
+        "fine-tuned on the class digits of the *other* groups (folds over groups, mixed with "
+        "MNIST training digits, stage `adapt`): no group is read by a model that saw its "
+        "writers. Every other row, and the comparison with the study, is the MNIST-only model. "
+        f"Out-of-fold: {_pct(a['accuracy'])} [{_ci(a)}] against the MNIST-only model's "
+        f"{_pct(a.get('mnist_only_accuracy'))} on the same {a['n']:,} digits; without MNIST "
+        f"look-alikes {_pct(wf.get('accuracy'))} (n={wf.get('n', 0):,}). The model adapted on "
+        f"every group (`models/adapted.pt`: `mnistgap-predict --model models/adapted.pt`) reads "
+        f"MNIST test {_pct(a.get('mnist_accuracy'))} (the MNIST-only model: "
+        f"{_pct(r.mnist.get('accuracy'))}).\n"
+    )
+    if r.adapt_groups:
+        rows = [
+            [
+                gid,
+                str(b["n"]),
+                str(b["fold"]),
+                _pct(b["mnist_only_accuracy"]),
+                f"{_pct(b['accuracy'])} [{_ci(b)}]",
+            ]
+            for gid, b in sorted(r.adapt_groups.items(), key=lambda kv: _group_key(kv[0]))
+        ]
+        out.append("Per group, MNIST-only vs adapted (out-of-fold):\n")
+        out.append(_table(["group", "n", "fold", "MNIST-only", f"{ADAPTED} [95% interval]"], rows))
+        out.append("")
+    if r.curve:
+        out.append(
+            "How many groups it takes: each held-out group read by its fold's model adapted on "
+            "this many of the other groups (the mean over the folds; 0 = MNIST only), stage "
+            "`adapt_curve`:\n"
+        )
+        out.append(
+            _table(
+                ["other groups", "their digits", "accuracy [95% interval]", "n"],
+                [
+                    [
+                        f"{p['groups']:g}",
+                        f"{p['digits']:.0f}",
+                        f"{_pct(p['accuracy'])} [{_ci(p)}]",
+                        str(p["n"]),
+                    ]
+                    for p in r.curve
+                ],
+            )
+        )
+        out.append("\n![learning curve](adapt/curve.png)\n")
+    out.append("![adapted confusion matrix, out-of-fold](adapt/confusion.png)\n")
+    return out

@@ -117,3 +117,100 @@ def read_leakage(path: str | Path) -> dict[str, Any]:
         "median_distance": statistics.median(distances) if distances else None,
         "median_ratio": statistics.median(ratios) if ratios else None,
     }
+
+
+#: adapt/predictions.csv: every class digit's out-of-fold reading beside the MNIST-only one.
+ADAPT_PREDICTIONS_HEADER = (
+    "file",
+    "group",
+    "fold",
+    "label",
+    "pred",
+    "confidence",
+    "mnist_only_pred",
+    "flagged",
+)
+#: adapt/groups.csv: per group, the MNIST-only model's accuracy and the adapted (out-of-fold).
+ADAPT_GROUPS_HEADER = (
+    "group",
+    "n",
+    "fold",
+    "mnist_only_accuracy",
+    "accuracy",
+    "ci_low",
+    "ci_high",
+)
+#: adapt/curve.csv: accuracy on held-out groups against the number of other groups adapted on.
+CURVE_HEADER = ("groups", "digits", "accuracy", "ci_low", "ci_high", "n")
+
+
+def _num6(x: float | None) -> str:
+    return "" if x is None else f"{x:.6f}"
+
+
+def adapt_groups_table(
+    groups: Mapping[str, Mapping[str, Any]],
+) -> tuple[tuple[str, ...], list[list]]:
+    """(header, rows) of adapt/groups.csv from ``{id: {n, fold, mnist_only_accuracy,
+    accuracy, ci_low, ci_high}}``."""
+    rows = [
+        [
+            f"{_GROUP_PREFIX}{gid}",
+            b["n"],
+            b["fold"],
+            _num6(b["mnist_only_accuracy"]),
+            _num6(b["accuracy"]),
+            _num6(b["ci_low"]),
+            _num6(b["ci_high"]),
+        ]
+        for gid, b in groups.items()
+    ]
+    return ADAPT_GROUPS_HEADER, rows
+
+
+def read_adapt_groups(path: str | Path) -> dict[str, dict[str, Any]]:
+    """adapt/groups.csv back as ``{id: {n, fold, mnist_only_accuracy, accuracy, ci_low,
+    ci_high}}`` (empty when the file has no rows: adaptation was not possible)."""
+    out: dict[str, dict[str, Any]] = {}
+    with Path(path).open(encoding="utf-8", newline="") as fh:
+        for row in csv.DictReader(fh):
+            out[row["group"].removeprefix(_GROUP_PREFIX)] = {
+                "n": int(row["n"]),
+                "fold": int(row["fold"]),
+                **{
+                    k: float(row[k]) if row[k] else None
+                    for k in ("mnist_only_accuracy", "accuracy", "ci_low", "ci_high")
+                },
+            }
+    return out
+
+
+def curve_table(points: Sequence[Mapping[str, Any]]) -> tuple[tuple[str, ...], list[list]]:
+    """(header, rows) of adapt/curve.csv from ``[{groups, digits, accuracy, ci_low, ci_high,
+    n}]`` (groups and digits: the mean over the folds of what each fold adapted on)."""
+    rows = [
+        [
+            f"{p['groups']:g}",
+            f"{p['digits']:g}",
+            _num6(p["accuracy"]),
+            _num6(p["ci_low"]),
+            _num6(p["ci_high"]),
+            p["n"],
+        ]
+        for p in points
+    ]
+    return CURVE_HEADER, rows
+
+
+def read_curve(path: str | Path) -> list[dict[str, Any]]:
+    """adapt/curve.csv back as a list of points (see :func:`curve_table`)."""
+    with Path(path).open(encoding="utf-8", newline="") as fh:
+        return [
+            {
+                "groups": float(row["groups"]),
+                "digits": float(row["digits"]),
+                **{k: float(row[k]) for k in ("accuracy", "ci_low", "ci_high")},
+                "n": int(row["n"]),
+            }
+            for row in csv.DictReader(fh)
+        ]

@@ -80,7 +80,7 @@ class TrainResult:
     environment: dict[str, object] = field(default_factory=dict)  # device.environment()
 
 
-def _lr_lambda(schedule: str, total_steps: int) -> Callable[[int], float]:
+def lr_lambda(schedule: str, total_steps: int) -> Callable[[int], float]:
     if schedule == "none":
         return lambda step: 1.0
     # Cosine decay to zero over the whole budget of max_epochs, per step (smooth).
@@ -132,8 +132,18 @@ class AutogradStep:
         return loss, logits
 
 
+def make_step(
+    model: nn.Module, dtype: torch.dtype, label_smoothing: float
+) -> AutogradStep | FusedMLPStep:
+    """The optimisation step of ``model``, chosen once: the MLP's hand-written one (same
+    arithmetic, ~2x faster per step, see fused_mlp.py; it refuses any model it does not
+    exactly cover), autograd for any other model."""
+    kind = FusedMLPStep if type(model) is MLP else AutogradStep
+    return kind(model, dtype, label_smoothing)
+
+
 @contextlib.contextmanager
-def _flush_denormals() -> Iterator[None]:
+def flush_denormals() -> Iterator[None]:
     """Treat denormal floats as zero while training, and restore the default afterwards.
 
     Late in training many gradients and Adam moments underflow to denormals, which x86 CPUs
@@ -170,7 +180,7 @@ def train_model(
     if isinstance(model, Ensemble):
         raise TypeError("train_model trains one network: train an Ensemble with train_members")
     cuda = [device] if device.type == "cuda" else []
-    with torch.random.fork_rng(devices=cuda), _flush_denormals():
+    with torch.random.fork_rng(devices=cuda), flush_denormals():
         torch.manual_seed(cfg.seed)  # dropout masks; weight init happened before, from the caller
         model.to(device)
         shuffle_gen = torch.Generator().manual_seed(cfg.seed)
@@ -180,16 +190,12 @@ def train_model(
 
         dtype = resolve_precision(cfg.precision, device)
         result = TrainResult(environment=environment(device, dtype))
-        # The step is chosen once: the MLP's hand-written one (same arithmetic, ~2x faster per
-        # step, see fused_mlp.py; it refuses any model it does not exactly cover), autograd for
-        # any other model.
-        kind = FusedMLPStep if type(model) is MLP else AutogradStep
-        step = kind(model, dtype, cfg.label_smoothing)
+        step = make_step(model, dtype, cfg.label_smoothing)
         # fused=True: one kernel for all parameters; 2x faster than the per-tensor loop on CPU.
         opt = torch.optim.Adam(step.parameters, lr=cfg.lr, fused=True)
         steps_per_epoch = math.ceil(n / cfg.batch_size)
         sched = torch.optim.lr_scheduler.LambdaLR(
-            opt, _lr_lambda(cfg.lr_schedule, cfg.max_epochs * steps_per_epoch)
+            opt, lr_lambda(cfg.lr_schedule, cfg.max_epochs * steps_per_epoch)
         )
         # Whole chunks of batches are augmented at once: every image still gets its own random
         # parameters, but per-call overhead is paid once per ~2k images instead of per 128.

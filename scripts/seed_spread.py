@@ -45,6 +45,7 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import NoReturn
 
@@ -79,6 +80,47 @@ def _exp_ref(name: str) -> str:
 
 def _read(ref: str, path: str) -> dict:
     return json.loads(_git("show", f"{ref}:{path}"))
+
+
+def _read_if_there(ref: str, path: str) -> dict | None:
+    """A metrics file of ``ref``, or None where that commit has none (an older pipeline)."""
+    got = subprocess.run(
+        ["git", "show", f"{ref}:{path}"], cwd=REPO, capture_output=True, text=True, check=False
+    )
+    return json.loads(got.stdout) if got.returncode == 0 else None
+
+
+#: The metrics a record keeps per seed beside the evaluation sets: the model adapted to the
+#: class (stage adapt), out-of-fold on the class folder and on MNIST test.
+ADAPTED_METRICS = {"adapted": "accuracy", "adapted_mnist": "mnist_accuracy"}
+
+
+def headline(read: Callable[[str], dict | None], external: list[str]) -> dict:
+    """One run's numbers from its metrics files (``read``: path -> parsed file or None):
+    the accuracy on MNIST test, the class folder (with and without MNIST look-alikes), every
+    independent set, and the adapted model's (None where stage adapt did not adapt or did not
+    exist)."""
+    klass = read("reports/class/metrics.json") or {}
+    adapt = read("reports/adapt/metrics.json") or {}
+    run = {
+        "mnist": (read("reports/mnist/metrics.json") or {}).get("accuracy"),
+        "class": klass.get("accuracy"),
+        "class_without_flagged": klass.get("without_flagged", {}).get("accuracy"),
+    }
+    for ext in external:
+        run[ext] = (read(f"reports/external/{ext}/metrics.json") or {}).get("accuracy")
+    return run | {name: adapt.get(key) for name, key in ADAPTED_METRICS.items()}
+
+
+def means(runs: list[dict]) -> dict[str, float]:
+    """The mean over the runs of every number they hold (runs without it left out)."""
+    keys = [k for k in runs[0] if k not in ("seed", "experiment")]
+    out = {}
+    for k in keys:
+        values = [r[k] for r in runs if isinstance(r.get(k), int | float)]
+        if values:
+            out[k] = sum(values) / len(values)
+    return out
 
 
 def _code_md5s(lock: dict) -> dict[str, str]:
@@ -268,16 +310,9 @@ def run_seed(
     unmet = unmet_settings(params, [f"seed={seed}", *sets])
     if unmet:
         sys.exit(f"seed_spread: {exp} was not run with {' '.join(unmet)}; run it again")
-    klass = _read(ref, "reports/class/metrics.json")
-    run = {
-        "seed": seed,
-        "experiment": exp,
-        "mnist": _read(ref, "reports/mnist/metrics.json")["accuracy"],
-        "class": klass["accuracy"],
-        "class_without_flagged": klass.get("without_flagged", {}).get("accuracy"),
-    }
-    for ext in params.external:
-        run[ext] = _read(ref, f"reports/external/{ext}/metrics.json")["accuracy"]
+    run = {"seed": seed, "experiment": exp} | headline(
+        lambda path: _read_if_there(ref, path), params.external
+    )
     return {
         "run": run,
         "params": params,
@@ -342,10 +377,12 @@ def main() -> None:
         "environment": results[0]["environment"],
         "runs": [r["run"] for r in results],
     }
+    record["mean"] = means(record["runs"])
     atomic.write_json(args.out / f"{args.name}.json", record)
     print(f"wrote {args.out / f'{args.name}.json'}")
     for r in record["runs"]:
         print("  " + ", ".join(f"{k} {v}" for k, v in r.items()))
+    print("  mean: " + ", ".join(f"{k} {v:.4f}" for k, v in record["mean"].items()))
 
 
 if __name__ == "__main__":

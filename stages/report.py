@@ -3,6 +3,7 @@
 Reads  reports/{mnist,class,groups,train,leakage}/metrics.json, the tables beside them
 (per_class_loss.csv of every evaluated set, groups/groups.csv, leakage/leakage.csv),
 reports/class/{rejected.csv,folder.json}, reports/train/{environment,members}.json,
+reports/adapt/{metrics.json,groups.csv,curve.csv} (the model adapted to the class),
 reports/external/<set>/metrics.json for every set in params' `external`, the seed-spread
 records reports/seeds/*.json (written by scripts/seed_spread.py) and params.yaml.
 Writes reports/report.md.
@@ -60,6 +61,9 @@ def main(argv: list[str] | None = None) -> None:
         external={name: _json(r / "external" / name / "metrics.json") for name in params.external},
         seeds=[_json(p) for p in sorted(args.seeds.glob("*.json"))],
         folder=_json(r / "class" / "folder.json"),
+        adapt=_json(r / "adapt" / "metrics.json"),
+        adapt_groups=tables.read_adapt_groups(r / "adapt" / "groups.csv"),
+        curve=tables.read_curve(r / "adapt" / "curve.csv"),
         per_class_loss={
             name: tables.read_per_class_loss(folder / "per_class_loss.csv")
             for name, folder in evaluated.items()

@@ -58,6 +58,8 @@ FAST: dict[str, Any] = {
     "device": "cpu",
     "augment.enabled": False,
     "eval_batch_size": 256,
+    "adapt.steps": 5,
+    "adapt.batch_size": 16,
 }
 
 

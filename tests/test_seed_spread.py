@@ -219,3 +219,34 @@ def test_the_queue_s_status_table_is_read_by_experiment_name(
         "study-seed2": "Queued",
         "study-seed3": "Success",
     }
+
+
+def test_a_run_records_the_adapted_accuracy_and_the_record_its_mean() -> None:
+    files = {
+        "reports/mnist/metrics.json": {"accuracy": 0.99},
+        "reports/class/metrics.json": {"accuracy": 0.94, "without_flagged": {"accuracy": 0.95}},
+        "reports/external/usps/metrics.json": {"accuracy": 0.97},
+        "reports/adapt/metrics.json": {"accuracy": 0.995, "mnist_accuracy": 0.993},
+    }
+    run = seed_spread.headline(files.get, ["usps"])
+    assert run == {
+        "mnist": 0.99,
+        "class": 0.94,
+        "class_without_flagged": 0.95,
+        "usps": 0.97,
+        "adapted": 0.995,
+        "adapted_mnist": 0.993,
+    }
+    # Not adapted (fewer than 2 groups), or a pipeline older than stage adapt: None.
+    files["reports/adapt/metrics.json"] = {"adapted": False, "reason": "1 group(s)"}
+    assert seed_spread.headline(files.get, ["usps"])["adapted"] is None
+    del files["reports/adapt/metrics.json"]
+    assert seed_spread.headline(files.get, [])["adapted_mnist"] is None
+
+    runs = [
+        {"seed": 1, "experiment": "a-seed1", "class": 0.9, "adapted": 0.99},
+        {"seed": 2, "experiment": "a-seed2", "class": 0.8, "adapted": None},
+        {"seed": 3, "experiment": "a-seed3", "class": 0.7, "adapted": 0.97},
+    ]
+    mean = seed_spread.means(runs)
+    assert mean == pytest.approx({"class": 0.8, "adapted": 0.98})

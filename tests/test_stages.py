@@ -23,6 +23,8 @@ import torch.nn.functional as F
 import yaml
 from PIL import Image
 
+import stages.adapt
+import stages.adapt_curve
 import stages.evaluate_class
 import stages.evaluate_groups
 import stages.evaluate_split
@@ -34,7 +36,7 @@ import stages.report
 import stages.train
 from mnistgap import external, study
 from mnistgap.cli import run_stage
-from mnistgap.data import load_class, load_split
+from mnistgap.data import load_class, load_split, save_class
 from mnistgap.leakage import CSV_HEADER
 from mnistgap.metrics import predict_logits, wilson_interval
 from mnistgap.mnist_source import RAW_FILES
@@ -42,7 +44,7 @@ from mnistgap.models import load_checkpoint, members
 from mnistgap.params import Params, load_params
 from mnistgap.report import _handed_in, _training_sentence
 from mnistgap.split import train_val_indices
-from mnistgap.tables import read_groups, read_per_class_loss
+from mnistgap.tables import read_adapt_groups, read_curve, read_groups, read_per_class_loss
 from mnistgap.tta import predict_logits as tta_logits
 
 REPO = Path(__file__).resolve().parents[1]
@@ -204,6 +206,38 @@ def pipeline(
                 f"{r}/data/external/usps.npz",
                 "--out",
                 f"{r}/reports/external/usps",
+                *P,
+            ]
+        )
+        stages.adapt.main(
+            [
+                "--model",
+                f"{r}/models/model.pt",
+                "--data",
+                f"{r}/data/class/digits.npz",
+                "--leakage",
+                f"{r}/reports/leakage/leakage.csv",
+                "--mnist",
+                f"{r}/data/mnist",
+                "--out",
+                f"{r}/reports/adapt",
+                "--adapted",
+                f"{r}/models/adapted.pt",
+                *P,
+            ]
+        )
+        stages.adapt_curve.main(
+            [
+                "--model",
+                f"{r}/models/model.pt",
+                "--data",
+                f"{r}/data/class/digits.npz",
+                "--mnist",
+                f"{r}/data/mnist",
+                "--predictions",
+                f"{r}/reports/adapt/predictions.csv",
+                "--out",
+                f"{r}/reports/adapt",
                 *P,
             ]
         )
@@ -481,6 +515,121 @@ def test_evaluate_groups_outputs(pipeline: Pipeline) -> None:
     assert [r["group"] for r in rows] == ["group 1", "group 2", "group 3"]
     for png in ("groups.png", "group_digit_accuracy.png"):
         assert _is_png(pipeline.path(f"reports/groups/{png}")), png
+
+
+# --------------------------------------------------------------------------- adapt
+def test_adapt_outputs(pipeline: Pipeline) -> None:
+    m = pipeline.json("reports/adapt/metrics.json")
+    assert set(m) == {
+        "accuracy", "ci_low", "ci_high", "loss", "n", "mnist_only_accuracy", "mnist_accuracy",
+        "without_flagged",
+    }  # fmt: skip
+    assert m["n"] == 30 and 0 <= m["ci_low"] <= m["accuracy"] <= m["ci_high"] <= 1
+    assert m["loss"] > 0 and 0 <= m["mnist_accuracy"] <= 1
+    # The MNIST-only reading of the same digits is evaluate_class's.
+    klass = pipeline.json("reports/class/metrics.json")
+    assert m["mnist_only_accuracy"] == pytest.approx(klass["accuracy"])
+    rows = pipeline.csv("reports/adapt/predictions.csv")
+    assert [r["file"] for r in rows] == pipeline.class_files
+    label = np.array([int(r["label"]) for r in rows])
+    pred = np.array([int(r["pred"]) for r in rows])
+    assert m["accuracy"] == pytest.approx((label == pred).mean())
+    keep = np.array([r["flagged"] == "0" for r in rows])
+    assert [r["file"] for r in rows if r["flagged"] == "1"] == [FLAGGED_FILE]
+    assert m["without_flagged"]["n"] == 29
+    assert m["without_flagged"]["accuracy"] == pytest.approx((label[keep] == pred[keep]).mean())
+    # Three groups, three folds: each group a fold of its own.
+    folds = {r["group"]: {x["fold"] for x in rows if x["group"] == r["group"]} for r in rows}
+    assert all(len(f) == 1 for f in folds.values()) and len(set.union(*folds.values())) == 3
+    g = read_adapt_groups(pipeline.path("reports/adapt/groups.csv"))
+    assert list(g) == ["1", "2", "3"] and [b["n"] for b in g.values()] == [10, 10, 10]
+    assert sum(b["accuracy"] * b["n"] for b in g.values()) == pytest.approx(m["accuracy"] * 30)
+    assert _is_png(pipeline.path("reports/adapt/confusion.png"))
+    # models/adapted.pt: a self-describing checkpoint that says what it was adapted on.
+    model, ckpt = load_checkpoint(pipeline.path("models/adapted.pt"))
+    assert ckpt["extra"]["adapted"] is True and ckpt["extra"]["class_digits"] == 30
+    base, _ = load_checkpoint(pipeline.path("models/model.pt"))
+    changed = [
+        not torch.equal(a, b)
+        for a, b in zip(model.state_dict().values(), base.state_dict().values(), strict=True)
+    ]
+    assert any(changed)
+
+
+def test_adapt_curve_outputs(pipeline: Pipeline) -> None:
+    points = read_curve(pipeline.path("reports/adapt/curve.csv"))
+    # 0 (MNIST only), 1 of the 2 other groups (adapt.curve [1, 2, 4]: 2 and 4 are "all"), all.
+    assert [p["groups"] for p in points] == [0, 1, 2]
+    assert [p["digits"] for p in points] == [0, 10, 20]
+    assert all(p["n"] == 30 for p in points)
+    klass = pipeline.json("reports/class/metrics.json")
+    adapt = pipeline.json("reports/adapt/metrics.json")
+    assert points[0]["accuracy"] == pytest.approx(klass["accuracy"], abs=1e-6)
+    assert points[-1]["accuracy"] == pytest.approx(adapt["accuracy"], abs=1e-6)
+    assert _is_png(pipeline.path("reports/adapt/curve.png"))
+
+
+def test_predict_reads_with_the_adapted_model(
+    pipeline: Pipeline, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`predict --model models/adapted.pt`: the adapted model's reading, not the trained one's."""
+    cs = load_class(pipeline.path("data/class/digits.npz"))
+    adapted, _ = load_checkpoint(pipeline.path("models/adapted.pt"))
+    argv = [str(pipeline.path("class_digits")), "--model", str(pipeline.path("models/adapted.pt"))]
+    argv += ["--params", str(pipeline.params), "--json", "--tta", "none"]
+    assert run_stage("predict", stages.predict.main, argv) == 0
+    read = {Path(r["file"]).name: r for r in json.loads(capsys.readouterr().out)["results"]}
+    probs = tta_logits(adapted, torch.from_numpy(cs.images), "none").softmax(1)
+    for i, name in enumerate(cs.files):
+        assert read[name]["confidence"] == pytest.approx(float(probs[i].max()), abs=1e-4)
+
+
+@pytest.mark.parametrize("why", ["one group", "disabled"])
+def test_adapt_says_when_it_cannot(
+    pipeline: Pipeline,
+    tmp_path: Path,
+    why: str,
+    caplog: pytest.LogCaptureFixture,
+    params_file: Callable[..., Path],
+) -> None:
+    """One group, or adapt.enabled false: one line, a metrics file saying so, every output."""
+    r = pipeline.root
+    cs = load_class(r / "data/class/digits.npz")
+    data, leakage = r / "data/class/digits.npz", r / "reports/leakage/leakage.csv"
+    params = pipeline.params
+    if why == "one group":
+        one = cs.groups == 1
+        data = tmp_path / "digits.npz"
+        save_class(
+            data,
+            dataclasses.replace(
+                cs, **{f.name: getattr(cs, f.name)[one] for f in dataclasses.fields(cs)}
+            ),
+        )
+        write_leakage(
+            tmp_path, cs.files[one].tolist(), cs.labels[one].tolist(), [1] * int(one.sum())
+        )
+        leakage = tmp_path / "leakage" / "leakage.csv"
+    else:
+        params = params_file(fast=True, **{"adapt.enabled": False})
+    out, adapted = tmp_path / "adapt", tmp_path / "adapted.pt"
+    argv = ["--model", str(r / "models/model.pt"), "--data", str(data), "--leakage", str(leakage)]
+    argv += ["--mnist", str(r / "data/mnist"), "--out", str(out), "--adapted", str(adapted)]
+    with caplog.at_level("INFO"):
+        assert run_stage("adapt", stages.adapt.main, [*argv, "--params", str(params)]) == 0
+    m = json.loads((out / "metrics.json").read_text(encoding="utf-8"))
+    assert m["adapted"] is False and set(m) == {"adapted", "reason"}
+    assert ("at least 2" if why == "one group" else "adapt.enabled is false") in m["reason"]
+    assert [rec.message for rec in caplog.records if "no adaptation" in rec.message]
+    assert (out / "predictions.csv").read_text(encoding="utf-8").count("\n") == 1  # header
+    _, ckpt = load_checkpoint(adapted)
+    assert ckpt["extra"]["adapted"] is False
+    # The curve is the MNIST-only point alone; the report says why.
+    curve_argv = ["--model", str(r / "models/model.pt"), "--data", str(data)]
+    curve_argv += ["--mnist", str(r / "data/mnist"), "--predictions", str(out / "predictions.csv")]
+    curve_argv += ["--out", str(out), "--params", str(params)]
+    assert run_stage("adapt_curve", stages.adapt_curve.main, curve_argv) == 0
+    assert [p["groups"] for p in read_curve(out / "curve.csv")] == [0]
 
 
 # --------------------------------------------------------------------------- report

@@ -17,7 +17,7 @@ from mnistgap.models import build_model, members
 from mnistgap.params import Augment, ModelParams, TrainParams
 from mnistgap.training import (
     EarlyStopping,
-    _lr_lambda,
+    lr_lambda,
     train_members,
     train_model,
 )
@@ -75,7 +75,7 @@ def test_best_state_is_a_snapshot() -> None:
 
 # --------------------------------------------------------------------------- lr schedule
 def test_cosine_schedule() -> None:
-    f = _lr_lambda("cosine", 100)
+    f = lr_lambda("cosine", 100)
     assert f(0) == 1.0
     assert f(50) == pytest.approx(0.5)
     assert f(25) == pytest.approx(0.5 * (1 + np.cos(np.pi / 4)))
@@ -86,7 +86,7 @@ def test_cosine_schedule() -> None:
 
 
 def test_constant_schedule() -> None:
-    f = _lr_lambda("none", 100)
+    f = lr_lambda("none", 100)
     assert [f(s) for s in (0, 50, 100, 1000)] == [1.0] * 4
 
 
