@@ -6,7 +6,8 @@ Each readable ``<digit>-<group>-<member>.<ext>`` of SRC (read with the pipeline'
 so the ink is the digit as the model sees it) is written to ``OUT/<variant>/`` as
 
 * ``photo``  black ink on cream paper, light falling off across the sheet, a hard shadow over
-  one corner, sensor noise, JPEG quality 60-80 (``.jpg``);
+  one corner, a few specks of dirt, in half of them the dark table along one edge, sensor
+  noise, JPEG quality 60-80 (``.jpg``);
 * ``blue``   the same with blue ballpoint ink;
 * ``pencil`` the same with pencil-grey ink;
 * ``exif``   the clean digit as dark ink on white, pixels stored a quarter turn
@@ -49,6 +50,13 @@ def paper_photo(ink28: np.ndarray, ink_rgb: tuple[float, ...], side: int, rng) -
     light = light[..., None]
     paper = light * np.array([0.97, 0.95, 0.9])
     img = paper * (1 - a) + light * np.array(ink_rgb) * a
+    for _ in range(int(rng.integers(2, 6))):  # specks of dirt, 1-3 px
+        cy, cx, r = rng.uniform(0, side), rng.uniform(0, side), rng.uniform(1, 3)
+        img[(y * side - cy) ** 2 + (x * side - cx) ** 2 <= r * r] *= 0.3
+    if rng.random() < 0.5:  # the table beyond the sheet's edge, along one side
+        width = int(rng.uniform(0.03, 0.08) * side)
+        edge = [np.s_[:width], np.s_[-width:], np.s_[:, :width], np.s_[:, -width:]]
+        img[edge[int(rng.integers(4))]] = np.array([0.25, 0.2, 0.15])
     img = img + rng.normal(0, 0.015, img.shape)
     out = Image.fromarray(np.clip(img * 255, 0, 255).astype(np.uint8))
     return _save(out, "JPEG", quality=int(rng.integers(60, 81)))
