@@ -79,17 +79,18 @@ def _odd(n: float) -> int:
     return k if k % 2 else k + 1
 
 
-def _closed_small(rgb: np.ndarray) -> list[np.ndarray]:
-    """Per channel: box-downscaled to the working side, median-filtered (so the closing's max
-    does not pick noise), then closed with the large window. uint8 arrays."""
-    h, w = rgb.shape[:2]
+def _closed_small(rgb8: np.ndarray) -> list[np.ndarray]:
+    """Per channel of ``rgb8`` (uint8 (H, W, 3)): box-downscaled to the working side,
+    median-filtered (so the closing's max does not pick noise), then closed with the large
+    window. uint8 arrays."""
+    h, w = rgb8.shape[:2]
     scale = _WORK_SIDE / max(h, w)
     small_size = (max(8, round(w * scale)), max(8, round(h * scale)))
     k = _odd(_CLOSE_FRACTION * _WORK_SIDE)
     planes = []
     for c in range(3):
-        im = Image.fromarray(np.round(rgb[..., c] * 255).astype(np.uint8))
-        small = im.resize(small_size, Image.Resampling.BOX).filter(ImageFilter.MedianFilter(3))
+        small = Image.fromarray(rgb8[..., c]).resize(small_size, Image.Resampling.BOX)
+        small = small.filter(ImageFilter.MedianFilter(3))
         # Pillow's MaxFilter then MinFilter (edges replicated), separable: exactly equal.
         closed = ndimage.grey_closing(np.asarray(small), size=(k, k), mode="nearest")
         planes.append(closed)
@@ -147,17 +148,18 @@ def _fill(plane: np.ndarray, k_stroke: int, k_close: int) -> np.ndarray:
     return reconstruction(seed, no_strokes, method="erosion", footprint=_EIGHT)
 
 
-def _paper(rgb: np.ndarray, closed: list[np.ndarray]) -> np.ndarray:
-    """Per-channel paper estimate (H, W, 3) in [0, 1]: the lower of the large closing and the
-    fill (module docstring)."""
-    h, w = rgb.shape[:2]
+def _paper(rgb8: np.ndarray, closed: list[np.ndarray]) -> np.ndarray:
+    """Per-channel paper estimate (H, W, 3) in [0, 1] of ``rgb8`` (uint8): the lower of the
+    large closing and the fill (module docstring)."""
+    h, w = rgb8.shape[:2]
     side = max(h, w)
     k_stroke, k_close = _odd(_STROKE_FRACTION * side), _odd(_CLOSE_FRACTION * side)
     planes = []
     for c in range(3):
         large = _up(ndimage.gaussian_filter(closed[c].astype(np.float32), 1.0), (w, h))
-        im = Image.fromarray(np.round(rgb[..., c] * 255).astype(np.uint8))
-        full = np.asarray(im.filter(ImageFilter.MedianFilter(3)), dtype=np.float32)
+        full = np.asarray(
+            Image.fromarray(rgb8[..., c]).filter(ImageFilter.MedianFilter(3)), dtype=np.float32
+        )
         planes.append(np.minimum(large, _fill(full, k_stroke, k_close)))
     return np.clip(np.stack(planes, axis=-1) / 255.0, 0.0, 1.0).astype(np.float32)
 
@@ -225,15 +227,16 @@ def paper_ink(rgb: np.ndarray) -> np.ndarray | None:
         return None
     if not _dark_on_light(rgb @ _LUMA):
         return None
-    closed = _closed_small(rgb)
+    rgb8 = np.round(rgb * 255).astype(np.uint8)
+    closed = _closed_small(rgb8)
     if not _looks_like_photo(rgb, closed):
         return None  # uniform white paper: a clean drawing or scan, read as before
     if max(h, w) > _MAX_PHOTO_SIDE:
         scale = _MAX_PHOTO_SIDE / max(h, w)
         size = (max(1, round(w * scale)), max(1, round(h * scale)))
-        im = Image.fromarray(np.round(rgb * 255).astype(np.uint8))
-        rgb = np.asarray(im.resize(size, Image.Resampling.BOX), dtype=np.float32) / 255.0
-    paper = _paper(rgb, closed)
+        rgb8 = np.asarray(Image.fromarray(rgb8).resize(size, Image.Resampling.BOX))
+        rgb = rgb8.astype(np.float32) / 255.0
+    paper = _paper(rgb8, closed)
     drop = ((paper - rgb) / np.maximum(paper, 0.05)).max(axis=-1)
     # Most pixels are paper: their drop is noise (sensor, JPEG, paper texture) of this level
     # and robust sigma. Ink is what stands 5 sigmas above it, grown (hysteresis) into what
